@@ -1,0 +1,69 @@
+package acpi
+
+import (
+	"fmt"
+
+	"github.com/vmm-dev/vmm/acpi/aml"
+	"github.com/vmm-dev/vmm/devices/power"
+)
+
+// DSDT revision 2: integers in its AML are 64 bits wide (ACPI 6.4 §5.2.11.1).
+const dsdtRevision = 2
+
+// serialPorts is the number of 16550A registers.
+const serialPorts = 8
+
+// virtioMMIOHID is the _HID Linux's virtio_mmio driver matches on.
+const virtioMMIOHID = "LNRO0005"
+
+// virtioName is the DSDT name of the i-th virtio-mmio device: VR00-VR99.
+func virtioName(i int) string { return fmt.Sprintf("VR%02d", i) }
+
+// buildDSDT describes the devices the guest cannot probe for, and the
+// soft-off sleep type.
+//
+// Interrupts use Extended Interrupt descriptors, edge-triggered,
+// active-high, exclusive: that is what KVM_IRQFD delivers, and Linux takes
+// an Extended Interrupt's settings from _CRS as they are, without the
+// legacy-IRQ override logic it applies to IRQ() descriptors. On a
+// hardware-reduced platform Linux sets up no identity-mapped ISA IRQs, so
+// COM1's line only works because PNP0501's _CRS names its GSI.
+func buildDSDT(cfg Config) ([]byte, error) {
+	var devs []aml.Term
+	if cfg.SerialPort != 0 {
+		devs = append(devs, aml.Device{Name: "COM1", Terms: []aml.Term{
+			aml.Name{Name: "_HID", Value: aml.EISAID("PNP0501")}, // 16550A-compatible
+			aml.Name{Name: "_UID", Value: aml.Integer(0)},
+			aml.Name{Name: "_CRS", Value: aml.ResourceTemplate{
+				aml.IOPort{Decode16: true, Min: cfg.SerialPort, Max: cfg.SerialPort, Alignment: 1, Length: serialPorts},
+				aml.Interrupt{GSIs: []uint32{cfg.SerialIRQ}},
+			}},
+		}})
+	}
+	for i, v := range cfg.VirtioMMIO {
+		devs = append(devs, aml.Device{Name: virtioName(i), Terms: []aml.Term{
+			aml.Name{Name: "_HID", Value: aml.String(virtioMMIOHID)},
+			aml.Name{Name: "_UID", Value: aml.Integer(i)},
+			aml.Name{Name: "_CRS", Value: aml.ResourceTemplate{
+				aml.Memory32Fixed{Writable: true, Base: uint32(v.Base), Length: v.Size},
+				aml.Interrupt{GSIs: []uint32{v.GSI}},
+			}},
+		}})
+	}
+	// The DSDT's top level is the namespace root, so _SB_ is \_SB_; the
+	// short form is what iasl emits, which keeps the two comparable.
+	body, err := aml.Encode(
+		aml.Scope{Name: "_SB_", Terms: devs},
+		// \_S5_: {SLP_TYPa, SLP_TYPb, reserved, reserved}. A
+		// hardware-reduced OS writes only SLP_TYPa, to SLEEP_CONTROL_REG.
+		aml.Name{Name: "_S5_", Value: aml.Package{
+			aml.Integer(power.SleepTypeS5), aml.Integer(0), aml.Integer(0), aml.Integer(0),
+		}},
+	)
+	if err != nil {
+		return nil, fmt.Errorf("encode DSDT: %w", err)
+	}
+	t := newTable("DSDT", dsdtRevision, headerLen+len(body))
+	copy(t[headerLen:], body)
+	return sealTable(t), nil
+}

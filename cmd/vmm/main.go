@@ -1,0 +1,33 @@
+// Command vmm boots Linux micro-VMs on KVM.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "vmm",
+		Usage: "boot Linux micro-VMs on KVM",
+		Description: "vmm boots a Linux kernel (bzImage or vmlinux) in a KVM virtual machine with a serial\n" +
+			"console, virtio-blk disks and virtio-net interfaces, and exits when the guest powers off.",
+		Commands:        []*cli.Command{runCommand(), checkCommand()},
+		HideHelpCommand: true,
+		ExitErrHandler:  func(*cli.Context, error) {},
+	}
+	if err := app.Run(os.Args); err != nil {
+		var ec cli.ExitCoder
+		code := 1
+		if errors.As(err, &ec) {
+			code = ec.ExitCode()
+		}
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintf(os.Stderr, "vmm: %s\n", msg)
+		}
+		os.Exit(code)
+	}
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/vmm-dev/vmm/machine"
+)
+
+var errBadFlag = errors.New("bad flag value")
+
+// parseSize reads a memory size: a number with an optional K, M, G or T
+// suffix (binary units; an optional trailing "iB" or "B" is accepted). A
+// bare number means MiB, as in QEMU's -m and Firecracker's mem_size_mib.
+func parseSize(s string) (uint64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	shift := 20
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			shift, t = 10, t[:n-1]
+		case 'M':
+			shift, t = 20, t[:n-1]
+		case 'G':
+			shift, t = 30, t[:n-1]
+		case 'T':
+			shift, t = 40, t[:n-1]
+		}
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: memory size %q: want a number with an optional K, M, G or T suffix", errBadFlag, s)
+	}
+	if n > (1<<64-1)>>shift {
+		return 0, fmt.Errorf("%w: memory size %q is too large", errBadFlag, s)
+	}
+	return n << shift, nil
+}
+
+// parseDisk reads "PATH[,ro]" (also "path=PATH", "readonly").
+func parseDisk(s string) (machine.Disk, error) {
+	parts := strings.Split(s, ",")
+	d := machine.Disk{Path: strings.TrimPrefix(parts[0], "path=")}
+	if d.Path == "" {
+		return d, fmt.Errorf("%w: --disk %q: no image path", errBadFlag, s)
+	}
+	for _, opt := range parts[1:] {
+		switch opt {
+		case "ro", "readonly", "read-only":
+			d.ReadOnly = true
+		case "rw":
+			d.ReadOnly = false
+		default:
+			return d, fmt.Errorf("%w: --disk %q: unknown option %q (want PATH[,ro])", errBadFlag, s, opt)
+		}
+	}
+	return d, nil
+}
+
+// parseNIC reads "tap=NAME[,mac=MAC]".
+func parseNIC(s string) (machine.NIC, error) {
+	var n machine.NIC
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "tap":
+			n.TAP = v
+		case "mac":
+			mac, err := net.ParseMAC(v)
+			if err != nil || len(mac) != 6 {
+				return n, fmt.Errorf("%w: --net %q: bad MAC address %q", errBadFlag, s, v)
+			}
+			if mac[0]&1 != 0 {
+				return n, fmt.Errorf("%w: --net %q: %v is a multicast address", errBadFlag, s, mac)
+			}
+			n.MAC = mac
+		default:
+			return n, fmt.Errorf("%w: --net %q: unknown option %q (want tap=NAME[,mac=MAC])", errBadFlag, s, k)
+		}
+	}
+	if n.TAP == "" || len(n.TAP) > 15 {
+		return n, fmt.Errorf("%w: --net %q: need tap=NAME with a name of 1 to 15 characters", errBadFlag, s)
+	}
+	return n, nil
+}
+
+func parseOnReboot(s string) (machine.RebootAction, error) {
+	switch s {
+	case "exit", "":
+		return machine.RebootExit, nil
+	case "restart":
+		return machine.RebootRestart, nil
+	}
+	return 0, fmt.Errorf("%w: --on-reboot %q: want exit or restart", errBadFlag, s)
+}

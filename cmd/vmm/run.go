@@ -1,0 +1,170 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vmm-dev/vmm/console"
+	"github.com/vmm-dev/vmm/devices"
+	"github.com/vmm-dev/vmm/host"
+	"github.com/vmm-dev/vmm/machine"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "boot a Linux kernel in a new micro-VM",
+		ArgsUsage: " ",
+		Description: "run boots KERNEL (a bzImage, or an ELF vmlinux with or without a PVH entry note) with a\n" +
+			"serial console on COM1. It exits 0 when the guest powers off or reboots, and non-zero\n" +
+			"with a one-line reason on a guest crash, a KVM error, or bad arguments.\n\n" +
+			"On an interactive terminal, type Ctrl-A then x to quit, Ctrl-A h for help.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "kernel", Aliases: []string{"k"}, Required: true, Usage: "guest kernel `PATH`: bzImage, or ELF vmlinux (PVH entry when it has the note)"},
+			&cli.StringFlag{Name: "initrd", Aliases: []string{"i"}, Usage: "initial ramdisk `PATH` (cpio archive, optionally compressed)"},
+			&cli.StringFlag{Name: "cmdline", Aliases: []string{"c"}, Value: machine.DefaultCmdline, Usage: "kernel command `LINE`; virtio-mmio device announcements are appended"},
+			&cli.IntFlag{Name: "cpus", Value: machine.DefaultCPUs, Usage: "number of vCPUs, `N` (1 up to the host's KVM limit)"},
+			&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Value: "512M", Usage: "guest RAM `SIZE`: a number with K, M, G or T suffix (bare number: MiB)"},
+			&cli.StringFlag{Name: "console", Value: "stdio", Usage: "where the serial console goes, `MODE`: stdio (output to stdout, input from stdin), none, or file=PATH"},
+			&cli.StringSliceFlag{Name: "disk", Usage: "virtio-blk disk from a raw image `PATH[,ro]` (repeatable; the first is /dev/vda)"},
+			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net interface on a host TAP device `tap=NAME[,mac=MAC]` (repeatable; created if missing)"},
+			&cli.StringFlag{Name: "on-reboot", Value: "exit", Usage: "what a guest reboot does, `ACTION`: exit (status 0) or restart (boot again)"},
+			&cli.BoolFlag{Name: "no-acpi", Usage: "describe the machine with an MP table instead of ACPI tables (kernels without ACPI)"},
+			&cli.BoolFlag{Name: "stats", Usage: "print boot-progress timestamps and VM exit counts to stderr at exit"},
+			&cli.BoolFlag{Name: "allow-emulated", Usage: "run even where KVM has no hardware virtualization (tiny test guests only)"},
+		},
+		Action: run,
+	}
+}
+
+func configFromFlags(c *cli.Context) (machine.Config, machine.RebootAction, error) {
+	if c.NArg() > 0 {
+		return machine.Config{}, 0, fmt.Errorf("%w: unexpected argument %q (flags only; see vmm run --help)", errBadFlag, c.Args().First())
+	}
+	mem, err := parseSize(c.String("memory"))
+	if err != nil {
+		return machine.Config{}, 0, err
+	}
+	onReboot, err := parseOnReboot(c.String("on-reboot"))
+	if err != nil {
+		return machine.Config{}, 0, err
+	}
+	cfg := machine.Config{
+		Kernel:  c.String("kernel"),
+		Initrd:  c.String("initrd"),
+		Cmdline: c.String("cmdline"),
+		CPUs:    c.Int("cpus"),
+		Memory:  mem,
+		NoACPI:  c.Bool("no-acpi"),
+	}
+	if cfg.CPUs < 1 {
+		return cfg, 0, fmt.Errorf("%w: --cpus %d: need at least 1", errBadFlag, cfg.CPUs)
+	}
+	if mem == 0 {
+		return cfg, 0, fmt.Errorf("%w: --memory %q: the guest needs some RAM", errBadFlag, c.String("memory"))
+	}
+	for _, s := range c.StringSlice("disk") {
+		d, err := parseDisk(s)
+		if err != nil {
+			return cfg, 0, err
+		}
+		cfg.Disks = append(cfg.Disks, d)
+	}
+	for _, s := range c.StringSlice("net") {
+		n, err := parseNIC(s)
+		if err != nil {
+			return cfg, 0, err
+		}
+		cfg.NICs = append(cfg.NICs, n)
+	}
+	return cfg, onReboot, nil
+}
+
+func run(c *cli.Context) error {
+	start := time.Now()
+	cfg, onReboot, err := configFromFlags(c)
+	if err != nil {
+		return err
+	}
+	out, err := console.Output(c.String("console"))
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	cfg.Console = out
+
+	for boot := 1; ; boot++ {
+		action, err := runOnce(c, cfg, boot == 1 && !c.Bool("allow-emulated"), start)
+		if err != nil {
+			return err
+		}
+		if action == devices.Reset && onReboot == machine.RebootRestart {
+			fmt.Fprintf(os.Stderr, "vmm: guest reset: booting again (boot %d)\n", boot+1)
+			continue
+		}
+		return nil
+	}
+}
+
+// runOnce builds, runs and tears down one VM.
+func runOnce(c *cli.Context, cfg machine.Config, checkHost bool, start time.Time) (devices.PowerAction, error) {
+	m, err := machine.New(cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer m.Close()
+
+	// Checked after the configuration and images proved good, so bad
+	// arguments are reported as such on every host; and it only reads
+	// /proc/cpuinfo, so it costs nothing on a real host.
+	if checkHost {
+		virt, err := host.Detect()
+		if err == nil && !virt.Hardware() {
+			return 0, fmt.Errorf("%w\n%s", host.ErrNoHardwareVirt, virt.Explanation())
+		}
+	}
+
+	in, err := console.Open(c.String("console"), console.Options{
+		Sink: m.Console().Receive, Quit: m.Stop, Stdin: os.Stdin, Messages: os.Stderr})
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; ok {
+			m.Stop()
+		}
+	}()
+
+	action, err := m.Run()
+	if c.Bool("stats") {
+		printStats(os.Stderr, m, start)
+	}
+	if errors.Is(err, machine.ErrStopped) {
+		return devices.PowerOff, nil
+	}
+	return action, err
+}
+
+func printStats(w io.Writer, m *machine.Machine, start time.Time) {
+	fmt.Fprintf(w, "vmm: ran for %v\n%s", time.Since(start).Round(time.Millisecond), m.Stats())
+	recs := m.ProgressRecords()
+	// Linux's early I/O delays write port 0x80 too; show the last few,
+	// which are the guest's own markers.
+	if len(recs) > 8 {
+		recs = recs[len(recs)-8:]
+	}
+	for _, r := range recs {
+		fmt.Fprintf(w, "boot-progress port 0x80 <- %#04x at %v\n", r.Value, r.Since.Round(time.Microsecond))
+	}
+}

@@ -1,0 +1,113 @@
+// Package machine assembles a micro-VM from one Config: guest memory, the
+// in-kernel interrupt controllers, the platform devices, virtio devices,
+// ACPI tables, the loaded kernel and the vCPUs; then runs it and reports
+// how it ended.
+package machine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/vmm-dev/vmm/memory"
+)
+
+// Defaults a user gets without flags.
+const (
+	DefaultCPUs    = 1
+	DefaultMemory  = 512 << 20
+	DefaultCmdline = "console=ttyS0 panic=1"
+	// MaxDevices bounds the virtio devices: each takes one GSI from 5 up
+	// and the IOAPIC has 24 pins.
+	MaxDevices = 19
+)
+
+// ErrConfig marks a configuration that can never boot.
+var ErrConfig = errors.New("invalid machine configuration")
+
+// RebootAction is what a guest reset does to the VM.
+type RebootAction int
+
+const (
+	// RebootExit ends the VMM (status 0), as Firecracker does.
+	RebootExit RebootAction = iota
+	// RebootRestart boots the guest again in a fresh VM.
+	RebootRestart
+)
+
+// Disk is a virtio-blk device backed by a raw image file.
+type Disk struct {
+	Path     string
+	ReadOnly bool
+}
+
+// NIC is a virtio-net device backed by a host TAP device.
+type NIC struct {
+	TAP string
+	MAC net.HardwareAddr // nil: generated
+}
+
+// Config describes one VM.
+type Config struct {
+	Kernel  string // bzImage or ELF vmlinux
+	Initrd  string // optional
+	Cmdline string // kernel command line; virtio-mmio announcements are appended
+	CPUs    int
+	Memory  uint64 // bytes of guest RAM
+	Disks   []Disk
+	NICs    []NIC
+	NoACPI  bool // describe the machine with an MP table instead of ACPI
+
+	Console io.Writer // guest serial output; nil discards it
+	// Progress, when set, is called for every guest write to the
+	// boot-progress port 0x80.
+	Progress func(value byte, sinceStart time.Duration)
+}
+
+func (c Config) withDefaults() Config {
+	if c.CPUs == 0 {
+		c.CPUs = DefaultCPUs
+	}
+	if c.Memory == 0 {
+		c.Memory = DefaultMemory
+	}
+	if c.Cmdline == "" {
+		c.Cmdline = DefaultCmdline
+	}
+	if c.Console == nil {
+		c.Console = io.Discard
+	}
+	return c
+}
+
+func (c Config) validate(maxCPUs int) error {
+	var errs []error
+	if c.Kernel == "" {
+		errs = append(errs, errors.New("no kernel given"))
+	}
+	if c.CPUs < 1 || c.CPUs > maxCPUs {
+		errs = append(errs, fmt.Errorf("%d vCPUs requested: this host's KVM allows 1 to %d", c.CPUs, maxCPUs))
+	}
+	// The MADT and CPUID give APIC IDs in 8 bits without x2APIC routing
+	// of external interrupts; keep below the IOAPIC's own ID.
+	if c.CPUs > 254 {
+		errs = append(errs, fmt.Errorf("%d vCPUs requested: at most 254 are supported", c.CPUs))
+	}
+	if c.Memory < memory.MinSize || c.Memory > memory.MaxSize {
+		errs = append(errs, fmt.Errorf("%d MiB of memory requested: must be between %d MiB and %d GiB",
+			c.Memory>>20, memory.MinSize>>20, memory.MaxSize>>30))
+	}
+	if n := len(c.Disks) + len(c.NICs); n > MaxDevices {
+		errs = append(errs, fmt.Errorf("%d virtio devices requested: at most %d", n, MaxDevices))
+	}
+	if strings.ContainsRune(c.Cmdline, 0) {
+		errs = append(errs, errors.New("kernel command line contains a NUL byte"))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,0 +1,55 @@
+package machine
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Platform wiring: where each device lives and which GSI it raises. The
+// same numbers go into the ACPI tables, so they are defined once, here.
+const (
+	com1Port = 0x3f8
+	com1GSI  = 4
+
+	i8042Port     = 0x60
+	i8042Len      = 5
+	progressPort  = 0x80
+	ioapicAddr    = 0xfec0_0000
+	acpiTableBase = 0x000e_0000
+	acpiTableEnd  = 0x0010_0000
+
+	virtioMMIOBase   = 0xd000_0000
+	virtioMMIOStride = 0x1000
+	virtioFirstGSI   = 5
+)
+
+// virtioSlot is where the i-th virtio device sits.
+type virtioSlot struct {
+	Base uint64
+	Size uint32
+	GSI  uint32
+}
+
+func slotFor(i int) virtioSlot {
+	return virtioSlot{
+		Base: virtioMMIOBase + uint64(i)*virtioMMIOStride,
+		Size: virtioMMIOStride,
+		GSI:  uint32(virtioFirstGSI + i),
+	}
+}
+
+// cmdlineWithDevices announces virtio-mmio devices on the kernel command
+// line too, for kernels built with CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES and
+// without ACPI. Kernels that find them in the DSDT as well ignore the
+// duplicate: the platform device names collide and the second is skipped.
+func cmdlineWithDevices(cmdline string, slots []virtioSlot, withACPI bool) string {
+	if withACPI || len(slots) == 0 {
+		return cmdline
+	}
+	var b strings.Builder
+	b.WriteString(cmdline)
+	for _, s := range slots {
+		fmt.Fprintf(&b, " virtio_mmio.device=%dK@%#x:%d", s.Size>>10, s.Base, s.GSI)
+	}
+	return b.String()
+}

@@ -1,0 +1,245 @@
+package machine
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/vmm-dev/vmm/boot"
+	"github.com/vmm-dev/vmm/bus"
+	"github.com/vmm-dev/vmm/devices"
+	"github.com/vmm-dev/vmm/devices/i8042"
+	"github.com/vmm-dev/vmm/devices/serial"
+	"github.com/vmm-dev/vmm/kvm"
+	"github.com/vmm-dev/vmm/memory"
+	"github.com/vmm-dev/vmm/vcpu"
+)
+
+// Sentinel errors for how a run can end other than by the guest's choice.
+var (
+	// ErrStopped: Stop was called (the user quit, or a signal arrived).
+	ErrStopped = errors.New("VM stopped by the host")
+	// ErrGuestPanic: the guest kernel panicked (its console said so)
+	// and then reset or halted.
+	ErrGuestPanic = errors.New("guest kernel panicked")
+)
+
+// Machine is one assembled VM, ready to run once.
+type Machine struct {
+	cfg      Config
+	sys      *kvm.System
+	vm       *kvm.VM
+	mem      *memory.Memory
+	pio      *bus.Bus
+	mmio     *bus.Bus
+	vcpus    []*vcpu.VCPU
+	uart     *serial.UART
+	progress *i8042.ProgressPort
+	panics   *panicWatch
+	Image    *boot.Image
+
+	closers []func() error // undone in reverse order by Close
+
+	endOnce sync.Once
+	end     outcome
+}
+
+type outcome struct {
+	action devices.PowerAction
+	err    error
+}
+
+// New builds the VM described by cfg. Nothing runs until Run.
+func New(cfg Config) (_ *Machine, err error) {
+	cfg = cfg.withDefaults()
+	m := &Machine{cfg: cfg, pio: &bus.Bus{}, mmio: &bus.Bus{}}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, m.Close())
+		}
+	}()
+
+	if m.sys, err = kvm.Open(); err != nil {
+		return nil, err
+	}
+	m.onClose(m.sys.Close)
+	maxCPUs, err := m.sys.MaxVCPUs()
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.validate(maxCPUs); err != nil {
+		return nil, err
+	}
+	if err := m.createVM(); err != nil {
+		return nil, err
+	}
+	if m.mem, err = memory.New(cfg.Memory); err != nil {
+		return nil, fmt.Errorf("guest memory: %w", err)
+	}
+	m.onClose(m.mem.Close)
+	for slot, r := range m.mem.Regions() {
+		if err := m.vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
+			Slot: uint32(slot), GuestPhysAddr: uint64(r.Base),
+			MemorySize: uint64(len(r.Host)), UserspaceAddr: kvm.HostAddr(r.Host),
+		}); err != nil {
+			return nil, fmt.Errorf("guest memory slot %d: %w", slot, err)
+		}
+	}
+	if err := m.addPlatformDevices(); err != nil {
+		return nil, err
+	}
+	virtio, err := m.addVirtioDevices()
+	if err != nil {
+		return nil, err
+	}
+	rsdp, err := m.writeFirmwareTables(virtio)
+	if err != nil {
+		return nil, err
+	}
+	st, img, err := boot.Load(m.mem, boot.Config{
+		KernelPath:  cfg.Kernel,
+		InitrdPath:  cfg.Initrd,
+		Cmdline:     cmdlineWithDevices(cfg.Cmdline, virtio, !cfg.NoACPI),
+		RSDP:        rsdp,
+		MPTableCPUs: mpTableCPUs(cfg),
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.Image = img
+	if err := m.createVCPUs(st); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func mpTableCPUs(cfg Config) int {
+	if cfg.NoACPI {
+		return cfg.CPUs
+	}
+	return 0
+}
+
+// Addresses KVM needs inside the guest's physical space on Intel hosts
+// (a TSS and an identity-map page for real-mode emulation): placed in the
+// MMIO hole, just below the BIOS area, where nothing else lives.
+const (
+	tssAddr         = 0xfffb_d000
+	identityMapAddr = 0xfffb_c000
+)
+
+func (m *Machine) createVM() error {
+	var err error
+	if m.vm, err = m.sys.CreateVM(); err != nil {
+		return err
+	}
+	m.onClose(m.vm.Close)
+	if err := m.vm.SetIdentityMapAddr(identityMapAddr); err != nil {
+		return err
+	}
+	if err := m.vm.SetTSSAddr(tssAddr); err != nil {
+		return err
+	}
+	// The in-kernel PIC, IOAPIC and local APICs, and the PIT: interrupts
+	// and timers never leave the kernel.
+	if err := m.vm.CreateIRQChip(); err != nil {
+		return err
+	}
+	return m.vm.CreatePIT2()
+}
+
+func (m *Machine) createVCPUs(st *boot.CPUState) error {
+	supported, err := m.sys.SupportedCPUID()
+	if err != nil {
+		return err
+	}
+	for id := 0; id < m.cfg.CPUs; id++ {
+		fd, err := m.vm.CreateVCPU(id)
+		if err != nil {
+			return err
+		}
+		m.onClose(fd.Close)
+		v, err := vcpu.New(fd, vcpu.Config{
+			Buses:  vcpu.Buses{PIO: m.pio, MMIO: m.mmio},
+			CPUID:  vcpu.CPUIDFor(supported, id, m.cfg.CPUs),
+			Memory: m.mem,
+		})
+		if err != nil {
+			return err
+		}
+		if id == 0 {
+			if err := v.SetBootState(st); err != nil {
+				return err
+			}
+		}
+		m.vcpus = append(m.vcpus, v)
+	}
+	return nil
+}
+
+// Run runs the guest until it powers off or resets, an error ends it, or
+// Stop is called. It returns what the guest asked for.
+func (m *Machine) Run() (devices.PowerAction, error) {
+	var wg sync.WaitGroup
+	for _, v := range m.vcpus {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ev, err := v.Run()
+			switch {
+			case err != nil:
+				m.finish(0, err)
+			case ev == vcpu.EventPowerOff:
+				m.finish(devices.PowerOff, nil)
+			case ev == vcpu.EventReset:
+				m.finish(devices.Reset, nil)
+			}
+		}()
+	}
+	wg.Wait()
+	end := m.end
+	if end.err == nil && m.panics.seen() {
+		end.err = fmt.Errorf("%w (guest asked to %v after the panic)", ErrGuestPanic, end.action)
+	}
+	return end.action, end.err
+}
+
+// Stop ends Run from any goroutine.
+func (m *Machine) Stop() { m.finish(0, ErrStopped) }
+
+// finish records the first way the run ended and stops every vCPU.
+func (m *Machine) finish(action devices.PowerAction, err error) {
+	m.endOnce.Do(func() {
+		m.end = outcome{action: action, err: err}
+		for _, v := range m.vcpus {
+			v.Kick()
+		}
+	})
+}
+
+// power is the devices' way to end the run.
+func (m *Machine) power(a devices.PowerAction) { m.finish(a, nil) }
+
+// Stats returns the exit counters of all vCPUs, summed.
+func (m *Machine) Stats() *vcpu.Stats {
+	total := &vcpu.Stats{Exits: map[string]uint64{}, Ports: map[uint16]uint64{}}
+	for _, v := range m.vcpus {
+		total.Add(v.Stats())
+	}
+	return total
+}
+
+// Console returns the serial port, to feed it the host's input.
+func (m *Machine) Console() *serial.UART { return m.uart }
+
+func (m *Machine) onClose(f func() error) { m.closers = append(m.closers, f) }
+
+// Close releases everything New acquired, in reverse order.
+func (m *Machine) Close() error {
+	var errs []error
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		errs = append(errs, m.closers[i]())
+	}
+	m.closers = nil
+	return errors.Join(errs...)
+}

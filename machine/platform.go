@@ -1,0 +1,71 @@
+package machine
+
+import (
+	"fmt"
+
+	"github.com/vmm-dev/vmm/acpi"
+	"github.com/vmm-dev/vmm/devices/i8042"
+	"github.com/vmm-dev/vmm/devices/power"
+	"github.com/vmm-dev/vmm/devices/serial"
+	"github.com/vmm-dev/vmm/memory"
+)
+
+// addPlatformDevices attaches what every VM has: COM1, the i8042 reset
+// line, the boot-progress port and the ACPI power registers.
+func (m *Machine) addPlatformDevices() error {
+	irq, err := m.newIRQLine(com1GSI)
+	if err != nil {
+		return fmt.Errorf("COM1: %w", err)
+	}
+	m.panics = newPanicWatch(m.cfg.Console)
+	m.uart = serial.New(m.panics, irq)
+	m.progress = i8042.NewProgressPort(m.cfg.Progress)
+	pm := power.New(power.DefaultRegisters, m.power)
+	for _, d := range []struct {
+		name       string
+		base, size uint64
+		dev        interface {
+			Read(uint64, []byte)
+			Write(uint64, []byte)
+		}
+	}{
+		{"COM1", com1Port, 8, m.uart},
+		{"i8042", i8042Port, i8042Len, i8042.New(m.power)},
+		{"boot-progress port", progressPort, 1, m.progress},
+		{"ACPI power registers", pm.Base(), pm.Len(), pm},
+	} {
+		if err := m.pio.Register(d.name, d.base, d.size, d.dev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeFirmwareTables writes the ACPI tables (or, with NoACPI, nothing:
+// boot writes the MP table) and returns the RSDP address for the boot
+// protocol.
+func (m *Machine) writeFirmwareTables(virtio []virtioSlot) (memory.GuestAddr, error) {
+	if m.cfg.NoACPI {
+		return 0, nil
+	}
+	cfg := acpi.Config{
+		CPUs:       m.cfg.CPUs,
+		IOAPICAddr: ioapicAddr,
+		IOAPICID:   uint8(m.cfg.CPUs),
+		SerialPort: com1Port,
+		SerialIRQ:  com1GSI,
+		Power:      power.DefaultRegisters,
+	}
+	for _, s := range virtio {
+		cfg.VirtioMMIO = append(cfg.VirtioMMIO, acpi.VirtioMMIO{Base: s.Base, Size: s.Size, GSI: s.GSI})
+	}
+	rsdp, err := acpi.Write(m.mem, acpiTableBase, acpiTableEnd, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("ACPI tables: %w", err)
+	}
+	return rsdp, nil
+}
+
+// ProgressRecords returns the guest's writes to the boot-progress port,
+// with their times since the VM was built.
+func (m *Machine) ProgressRecords() []i8042.ProgressRecord { return m.progress.Records() }

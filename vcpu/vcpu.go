@@ -1,0 +1,211 @@
+// Package vcpu runs a VM's virtual CPUs: one goroutine per vCPU, locked to
+// its OS thread, in a KVM_RUN loop that hands port I/O and MMIO exits to
+// the machine's buses.
+package vcpu
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmm-dev/vmm/boot"
+	"github.com/vmm-dev/vmm/bus"
+	"github.com/vmm-dev/vmm/kvm"
+	"github.com/vmm-dev/vmm/memory"
+)
+
+// Sentinel errors for the ways a guest can end its run abnormally.
+var (
+	// ErrTripleFault: the guest hit a triple fault (KVM_EXIT_SHUTDOWN).
+	ErrTripleFault = errors.New("guest triple fault")
+	// ErrEmulationFailure: KVM's instruction emulator could not execute a
+	// guest instruction.
+	ErrEmulationFailure = errors.New("KVM instruction emulation failed")
+	// ErrInternal: KVM reported an internal error other than emulation.
+	ErrInternal = errors.New("KVM internal error")
+	// ErrEntryFailed: hardware refused to enter the guest.
+	ErrEntryFailed = errors.New("VM entry failed")
+	// ErrGuestCrash: the guest reported a crash (KVM_SYSTEM_EVENT_CRASH).
+	ErrGuestCrash = errors.New("guest crashed")
+	// ErrUnhandledExit: an exit this VMM does not expect.
+	ErrUnhandledExit = errors.New("unhandled vCPU exit")
+)
+
+// Event is why a vCPU loop asked the machine to stop.
+type Event int
+
+const (
+	// EventNone: the loop returned because it was stopped.
+	EventNone Event = iota
+	// EventPowerOff: KVM reported a system shutdown request.
+	EventPowerOff
+	// EventReset: KVM reported a system reset request.
+	EventReset
+)
+
+// Buses are where exits go.
+type Buses struct {
+	PIO  *bus.Bus
+	MMIO *bus.Bus
+}
+
+// Config is what a vCPU is built from.
+type Config struct {
+	Buses  Buses
+	CPUID  []kvm.CPUIDEntry // this vCPU's table, from CPUIDFor
+	Memory *memory.Memory   // read to show the faulting instruction
+}
+
+// VCPU is one virtual CPU and the goroutine that runs it.
+type VCPU struct {
+	fd    *kvm.VCPU
+	buses Buses
+	mem   *memory.Memory
+	stats *Stats
+
+	stopping atomic.Bool
+	tid      atomic.Int32 // OS thread of the run loop, 0 while not running
+	kickMu   sync.Mutex   // orders Kick against the loop's thread handoff
+}
+
+// New configures a created KVM vCPU for its first run.
+func New(fd *kvm.VCPU, cfg Config) (*VCPU, error) {
+	if err := configureCommon(fd, cfg.CPUID); err != nil {
+		return nil, fmt.Errorf("configure vCPU %d: %w", fd.ID(), err)
+	}
+	return &VCPU{fd: fd, buses: cfg.Buses, mem: cfg.Memory, stats: newStats()}, nil
+}
+
+// ID returns the vCPU's index, which is also its APIC ID.
+func (v *VCPU) ID() int { return v.fd.ID() }
+
+// SetBootState places the vCPU at the kernel entry point. Only the boot
+// processor gets it; the others wait for the guest's INIT/SIPI.
+func (v *VCPU) SetBootState(st *boot.CPUState) error {
+	if err := configureBoot(v.fd, st); err != nil {
+		return fmt.Errorf("configure boot vCPU %d: %w", v.ID(), err)
+	}
+	return nil
+}
+
+// Stats returns the exit counters. Read them after Run has returned.
+func (v *VCPU) Stats() *Stats { return v.stats }
+
+// Run executes the guest on the calling goroutine until the guest asks to
+// power off or reset, an error ends it, or Kick stops it. It locks the
+// goroutine to its OS thread for its whole life: KVM's vCPU state is
+// loaded per thread, and Kick signals that thread.
+func (v *VCPU) Run() (Event, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	v.kickMu.Lock()
+	v.tid.Store(int32(unix.Gettid()))
+	v.kickMu.Unlock()
+	defer func() {
+		v.kickMu.Lock()
+		v.tid.Store(0)
+		v.kickMu.Unlock()
+	}()
+
+	for {
+		if v.stopping.Load() {
+			return EventNone, nil
+		}
+		exit, err := v.fd.Run()
+		if err != nil {
+			return EventNone, fmt.Errorf("vCPU %d: %w", v.ID(), err)
+		}
+		v.stats.count(exit)
+		ev, done, err := v.handle(exit)
+		if err != nil {
+			return EventNone, fmt.Errorf("vCPU %d: %w", v.ID(), err)
+		}
+		if done {
+			return ev, nil
+		}
+	}
+}
+
+// handle dispatches one exit. It reports done when the loop must end.
+func (v *VCPU) handle(exit kvm.Exit) (Event, bool, error) {
+	switch e := exit.(type) {
+	case kvm.IOOut:
+		for i := 0; i < e.Count; i++ {
+			v.buses.PIO.Write(uint64(e.Port), e.Data[i*e.Size:(i+1)*e.Size])
+		}
+	case kvm.IOIn:
+		for i := 0; i < e.Count; i++ {
+			d := e.Data[i*e.Size : (i+1)*e.Size]
+			// An unclaimed port floats high on a PC bus; drivers that
+			// probe for absent hardware expect all ones.
+			if !v.buses.PIO.Read(uint64(e.Port), d) {
+				fill(d, 0xff)
+			}
+		}
+	case kvm.MMIOWrite:
+		v.buses.MMIO.Write(e.Addr, e.Data)
+	case kvm.MMIORead:
+		if !v.buses.MMIO.Read(e.Addr, e.Data) {
+			fill(e.Data, 0xff)
+		}
+	case kvm.Interrupted:
+		// EINTR: a signal (Go's preemption, or our own Kick) interrupted
+		// KVM_RUN. The loop head decides whether to go on.
+		v.fd.SetImmediateExit(v.stopping.Load())
+	case kvm.HLT:
+		// With the in-kernel LAPIC, KVM handles HLT itself; this exit
+		// means the vCPU halted with interrupts it can never receive.
+		return EventNone, true, fmt.Errorf("%w: HLT exit", ErrUnhandledExit)
+	case kvm.Shutdown:
+		return EventNone, true, v.describe(ErrTripleFault)
+	case kvm.SystemEvent:
+		switch e.Type {
+		case kvm.SystemEventShutdown:
+			return EventPowerOff, true, nil
+		case kvm.SystemEventReset:
+			return EventReset, true, nil
+		case kvm.SystemEventCrash:
+			return EventNone, true, ErrGuestCrash
+		}
+		return EventNone, true, fmt.Errorf("%w: %v", ErrUnhandledExit, e)
+	case kvm.InternalError:
+		if e.Suberror == kvm.SuberrorEmulation {
+			return EventNone, true, v.describe(ErrEmulationFailure)
+		}
+		return EventNone, true, v.describe(fmt.Errorf("%w: %v", ErrInternal, e))
+	case kvm.FailEntry:
+		return EventNone, true, fmt.Errorf("%w: hardware reason %#x", ErrEntryFailed, e.Reason)
+	case kvm.Debug:
+		// Nothing sets guest debug; ignore a stray exit.
+	default:
+		return EventNone, true, fmt.Errorf("%w: %v", ErrUnhandledExit, exit)
+	}
+	return EventNone, false, nil
+}
+
+// Kick makes Run return as soon as possible: it sets immediate_exit so a
+// vCPU about to enter the guest returns at once, then signals the vCPU's
+// thread so a vCPU inside the guest exits. Either way the loop sees
+// stopping and returns; no stop request is lost to an EINTR race.
+func (v *VCPU) Kick() {
+	v.stopping.Store(true)
+	v.fd.SetImmediateExit(true)
+	v.kickMu.Lock()
+	defer v.kickMu.Unlock()
+	if tid := v.tid.Load(); tid != 0 {
+		// SIGURG is Go's own preemption signal: the runtime already
+		// handles it on every thread, and KVM_RUN returns EINTR for it.
+		_ = unix.Tgkill(unix.Getpid(), int(tid), unix.SIGURG) // the thread may have just exited; immediate_exit covers it
+	}
+}
+
+func fill(b []byte, v byte) {
+	for i := range b {
+		b[i] = v
+	}
+}
