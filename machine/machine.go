@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/vmm-dev/vmm/boot"
 	"github.com/vmm-dev/vmm/bus"
@@ -228,6 +229,9 @@ func (m *Machine) Stats() *vcpu.Stats {
 	}
 	return total
 }
+
+// FirstRun returns when the boot vCPU first entered the guest.
+func (m *Machine) FirstRun() time.Time { return m.vcpus[0].FirstRun() }
 
 // Console returns the serial port, to feed it the host's input.
 func (m *Machine) Console() *serial.UART { return m.uart }

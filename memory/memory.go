@@ -92,6 +92,11 @@ func New(size uint64) (*Memory, error) {
 			return nil, fmt.Errorf("%w: map %d MiB of guest RAM at %v: %w", ErrSize, s.n>>20, s.base, err)
 		}
 		m.regions = append(m.regions, Region{Base: s.base, Host: host})
+		// Transparent huge pages: loading the kernel and initrd then
+		// faults 2 MiB at a time instead of 4 KiB, and the guest's
+		// nested page tables map large pages. Where THP is off this is
+		// refused harmlessly, so the error is deliberately dropped.
+		_ = unix.Madvise(host, unix.MADV_HUGEPAGE)
 	}
 	return m, nil
 }

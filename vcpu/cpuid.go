@@ -7,6 +7,8 @@ import "github.com/vmm-dev/vmm/kvm"
 const (
 	leafFeatures     = 0x1
 	leafCacheParams  = 0x4
+	leafExtFeatures  = 0x7
+	leafXSave        = 0xd
 	leafTopology     = 0xb
 	leafTopologyV2   = 0x1f
 	leafAMDSizes     = 0x8000_0008
@@ -66,7 +68,68 @@ func CPUIDFor(supported []kvm.CPUIDEntry, apicID, cpus int) []kvm.CPUIDEntry {
 		}
 		out = append(out, e)
 	}
-	return out
+	return sanitizeXSave(out)
+}
+
+// xfeature bits of XCR0 (Intel SDM vol. 1 §13.1) and the CPUID feature
+// flags that must accompany them.
+var xfeatureNeeds = []struct {
+	mask           uint64
+	leaf, reg, bit uint32 // reg: 1 = EBX, 2 = ECX
+}{
+	{1 << 2, leafFeatures, 2, 28},                // AVX state needs CPUID.1:ECX.AVX
+	{1<<3 | 1<<4, leafExtFeatures, 1, 14},        // MPX state needs CPUID.7:EBX.MPX
+	{1<<5 | 1<<6 | 1<<7, leafExtFeatures, 1, 16}, // AVX-512 state needs AVX512F
+}
+
+// sanitizeXSave drops XSAVE state components whose instruction-set flag is
+// absent. Some hosts (a TCG-emulated CPU under nested KVM, for one) report
+// AVX state in leaf 0xd without AVX in leaf 1; Linux then finds the
+// XSAVE area sizes inconsistent and prints a warning with a stack trace.
+// The maximum size in 0xd.0 ECX is recomputed from what remains.
+func sanitizeXSave(entries []kvm.CPUIDEntry) []kvm.CPUIDEntry {
+	reg := func(leaf, r uint32) (uint32, bool) {
+		for _, e := range entries {
+			if e.Function == leaf && e.Index == 0 {
+				if r == 1 {
+					return e.EBX, true
+				}
+				return e.ECX, true
+			}
+		}
+		return 0, false
+	}
+	var drop uint64
+	for _, n := range xfeatureNeeds {
+		if v, ok := reg(n.leaf, n.reg); !ok || v&(1<<n.bit) == 0 {
+			drop |= n.mask
+		}
+	}
+	var root *kvm.CPUIDEntry
+	for i := range entries {
+		if entries[i].Function == leafXSave && entries[i].Index == 0 {
+			root = &entries[i]
+		}
+	}
+	if root == nil || uint64(root.EAX)&drop == 0 {
+		return entries
+	}
+	root.EAX &^= uint32(drop)
+	kept := entries[:0]
+	maxEnd := uint32(0x240) // legacy region and XSAVE header
+	for _, e := range entries {
+		if e.Function == leafXSave && e.Index >= 2 && e.Index < 32 {
+			if drop&(1<<e.Index) != 0 {
+				continue
+			}
+			if uint64(root.EAX)&(1<<e.Index) != 0 {
+				maxEnd = max(maxEnd, e.EBX+e.EAX)
+			}
+		}
+		kept = append(kept, e)
+	}
+	root.ECX = maxEnd
+	return kept
 }
 
 // bitsFor returns how many low APIC ID bits number n CPUs.

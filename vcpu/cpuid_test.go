@@ -64,3 +64,27 @@ func TestCPUIDDoesNotModifyInput(t *testing.T) {
 	_ = CPUIDFor(in, 3, 4)
 	assert.Equal(t, uint32(7), in[0].EBX)
 }
+
+func TestSanitizeXSaveDropsAVXStateWithoutAVX(t *testing.T) {
+	supported := []kvm.CPUIDEntry{
+		{Function: leafFeatures, ECX: 1 << 26}, // XSAVE, no AVX
+		{Function: leafExtFeatures},
+		{Function: leafXSave, Index: 0, EAX: 7, EBX: 0x240, ECX: 0x340},
+		{Function: leafXSave, Index: 1, EAX: 5},
+		{Function: leafXSave, Index: 2, EAX: 0x100, EBX: 0x240},
+	}
+	got := CPUIDFor(supported, 0, 1)
+	root := find(t, got, leafXSave, 0)
+	assert.Equal(t, uint32(3), root.EAX)
+	assert.Equal(t, uint32(0x240), root.ECX)
+	for _, e := range got {
+		assert.False(t, e.Function == leafXSave && e.Index == 2, "AVX subleaf must go")
+	}
+
+	supported[0].ECX |= 1 << 28 // with AVX, everything stays
+	got = CPUIDFor(supported, 0, 1)
+	root = find(t, got, leafXSave, 0)
+	assert.Equal(t, uint32(7), root.EAX)
+	assert.Equal(t, uint32(0x340), root.ECX)
+	find(t, got, leafXSave, 2)
+}

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -67,6 +68,8 @@ type VCPU struct {
 	mem   *memory.Memory
 	stats *Stats
 
+	firstRun atomic.Int64 // unix nanoseconds of the first KVM_RUN, 0 before
+
 	stopping atomic.Bool
 	tid      atomic.Int32 // OS thread of the run loop, 0 while not running
 	kickMu   sync.Mutex   // orders Kick against the loop's thread handoff
@@ -92,6 +95,15 @@ func (v *VCPU) SetBootState(st *boot.CPUState) error {
 	return nil
 }
 
+// FirstRun returns when the vCPU first entered KVM_RUN (zero if never):
+// the end of VMM start-up.
+func (v *VCPU) FirstRun() time.Time {
+	if ns := v.firstRun.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
 // Stats returns the exit counters. Read them after Run has returned.
 func (v *VCPU) Stats() *Stats { return v.stats }
 
@@ -112,6 +124,7 @@ func (v *VCPU) Run() (Event, error) {
 		v.kickMu.Unlock()
 	}()
 
+	v.firstRun.CompareAndSwap(0, time.Now().UnixNano())
 	for {
 		if v.stopping.Load() {
 			return EventNone, nil

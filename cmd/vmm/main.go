@@ -5,9 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
+
+// processStart is taken as the package initializes, before main: the
+// reference for start-up timings in --stats.
+var processStart = time.Now()
 
 func main() {
 	app := &cli.App{

@@ -88,7 +88,7 @@ func configFromFlags(c *cli.Context) (machine.Config, machine.RebootAction, erro
 }
 
 func run(c *cli.Context) error {
-	start := time.Now()
+	start := processStart
 	cfg, onReboot, err := configFromFlags(c)
 	if err != nil {
 		return err
@@ -157,6 +157,10 @@ func runOnce(c *cli.Context, cfg machine.Config, checkHost bool, start time.Time
 }
 
 func printStats(w io.Writer, m *machine.Machine, start time.Time) {
+	if first := m.FirstRun(); !first.IsZero() {
+		fmt.Fprintf(w, "vmm: startup: first KVM_RUN %v after main, at unix-ns=%d\n",
+			first.Sub(start).Round(time.Microsecond), first.UnixNano())
+	}
 	fmt.Fprintf(w, "vmm: ran for %v\n%s", time.Since(start).Round(time.Millisecond), m.Stats())
 	recs := m.ProgressRecords()
 	// Linux's early I/O delays write port 0x80 too; show the last few,
