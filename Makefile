@@ -1,0 +1,45 @@
+# vmm build, checks and tests. `make test` is the README's test command and
+# what .ci/run runs.
+
+GO ?= go
+# Packages whose tests need no sandbox (unit tests, tiny-guest KVM tests).
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v -E '/tests(/|$$)')
+
+.PHONY: build check test deps
+
+# Debian packages the sandbox and the tests need. `make deps` installs the
+# missing ones (as root); boot and test depend on it, so both README
+# commands work on a fresh machine.
+DEPS = qemu-system-x86 busybox-static cpio lz4 xz-utils e2fsprogs acpica-tools iproute2 ca-certificates
+
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/vmm ./cmd/vmm
+
+check:
+	$(GO) vet ./...
+	$(GO) test -race $(UNIT_PKGS)
+
+# --- Sandbox and end-to-end tests (tests/) ------------------------------
+# The scenarios in tests/ boot real guests with bin/vmm's source built
+# static, in the nested-KVM sandbox (QEMU TCG emulating AMD-V) or directly
+# on hosts with hardware KVM; see tests/sandbox. Extra vmm arguments for the
+# demo: make boot ARGS="--cpus 2".
+.PHONY: e2e boot prepare
+
+test: deps check e2e
+
+e2e:
+	$(GO) test -count=1 -timeout 30m -v ./tests/...
+
+boot: deps
+	$(GO) run ./tests/cmd/sandbox boot -- $(ARGS)
+
+prepare: deps
+	$(GO) run ./tests/cmd/sandbox prepare

@@ -1,0 +1,27 @@
+#!/bin/sh
+# /init of the sandbox's level-1 machine (Debian's kernel under QEMU TCG with
+# AMD-V): mount, load KVM, then hand over to run.sh; power off at the end.
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /work
+
+while read -r mod; do
+	insmod "/lib/modules/$mod" || echo "@@L1 error insmod $mod failed"
+done < /etc/modules
+[ -c /dev/kvm ] || echo "@@L1 error /dev/kvm is missing after loading the KVM modules"
+ip link set lo up 2>/dev/null
+
+# env sets the variables the scenario sees and its arguments (set -- ...).
+. /sandbox/env
+cd "$WORK" || echo "@@L1 error cannot enter WORK=$WORK"
+/bin/sh /sandbox/run.sh "$@"
+
+poweroff -f
+sleep 10
+reboot -f

@@ -1,0 +1,68 @@
+# Helpers for level-1 scenario scripts (sourced before the script).
+#
+# Environment: VMM, GUEST_BZIMAGE, GUEST_VMLINUX, GUEST_INITRD, GUEST_CMDLINE,
+# WORK (scratch directory), DATA (the scenario's files), SANDBOX_MODE
+# (nested or direct), STEP_TIMEOUT (seconds a run_vmm may take).
+
+# uptime_ms prints the milliseconds since boot (10 ms resolution).
+uptime_ms() {
+	local up _
+	read -r up _ < /proc/uptime
+	# "1${frac}" keeps a fraction such as "05" from reading as octal.
+	echo $(( ${up%.*} * 1000 + 1${up#*.} * 10 - 1000 ))
+}
+
+# run_vmm NAME VMM-ARGS... runs "$VMM VMM-ARGS..." as the step NAME: prints
+# "@@STEP name=NAME begin", the vmm's output, then
+# "@@RESULT name=NAME rc=RC ms=WALL timedout=0|1" and, when rc != 0,
+# "@@ERROR name=NAME <last line of the vmm's stderr>". stdin is /dev/null;
+# stdout and stderr are also kept in $WORK/NAME.out and $WORK/NAME.err.
+# Returns the vmm's exit status.
+run_vmm() {
+	local step=$1
+	shift
+	local limit=${STEP_TIMEOUT:-120}
+	local out_fifo="$WORK/.$step.out.fifo" err_fifo="$WORK/.$step.err.fifo"
+	rm -f "$out_fifo" "$err_fifo"
+	mkfifo "$out_fifo" "$err_fifo" || return 125
+	tee "$WORK/$step.out" < "$out_fifo" &
+	local out_pid=$!
+	tee "$WORK/$step.err" < "$err_fifo" >&2 &
+	local err_pid=$!
+
+	echo "@@STEP name=$step begin"
+	local start end status
+	start=$(uptime_ms)
+	timeout -k 5 "$limit" "$VMM" "$@" < /dev/null > "$out_fifo" 2> "$err_fifo"
+	status=$?
+	end=$(uptime_ms)
+	# A process the vmm left behind may hold the fifos open: stop waiting
+	# for the tees after 2 s.
+	( sleep 2; kill "$out_pid" "$err_pid" 2>/dev/null ) &
+	local reaper=$!
+	wait "$out_pid" "$err_pid"
+	kill "$reaper" 2>/dev/null
+	rm -f "$out_fifo" "$err_fifo"
+
+	local timedout=0
+	[ $(( end - start )) -ge $(( limit * 1000 )) ] && timedout=1
+	echo
+	echo "@@RESULT name=$step rc=$status ms=$(( end - start )) timedout=$timedout"
+	if [ "$status" -ne 0 ]; then
+		echo "@@ERROR name=$step $(grep -v '^[[:space:]]*$' "$WORK/$step.err" | tail -n 1)"
+	fi
+	return "$status"
+}
+
+# metric NAME KEY=VALUE... attaches measurements to the step NAME.
+metric() {
+	local step=$1
+	shift
+	echo "@@METRIC name=$step $*"
+}
+
+# guest_cmdline NAME prints the default guest command line that selects the
+# guest script NAME (/scenarios/NAME.sh in the guest initramfs).
+guest_cmdline() {
+	echo "$GUEST_CMDLINE vmmtest=$1"
+}
