@@ -22,6 +22,8 @@ func main() {
 			"console, virtio-blk disks and virtio-net interfaces, and exits when the guest powers off.",
 		Commands:        []*cli.Command{runCommand(), checkCommand()},
 		HideHelpCommand: true,
+		// --disk and --net values hold commas of their own.
+		DisableSliceFlagSeparator: true,
 		ExitErrHandler:  func(*cli.Context, error) {},
 	}
 	if err := app.Run(os.Args); err != nil {
