@@ -6,12 +6,14 @@ import (
 	"github.com/vmm-dev/vmm/acpi"
 	"github.com/vmm-dev/vmm/devices/i8042"
 	"github.com/vmm-dev/vmm/devices/power"
+	"github.com/vmm-dev/vmm/devices/rtc"
 	"github.com/vmm-dev/vmm/devices/serial"
 	"github.com/vmm-dev/vmm/memory"
 )
 
 // addPlatformDevices attaches what every VM has: COM1, the i8042 reset
-// line, the boot-progress port and the ACPI power registers.
+// line, the boot-progress port, the CMOS clock and the ACPI power
+// registers.
 func (m *Machine) addPlatformDevices() error {
 	irq, err := m.newIRQLine(com1GSI)
 	if err != nil {
@@ -32,6 +34,7 @@ func (m *Machine) addPlatformDevices() error {
 		{"COM1", com1Port, 8, m.uart},
 		{"i8042", i8042Port, i8042Len, i8042.New(m.power)},
 		{"boot-progress port", progressPort, 1, m.progress},
+		{"CMOS RTC", rtc.Base, rtc.Ports, rtc.New()},
 		{"ACPI power registers", pm.Base(), pm.Len(), pm},
 	} {
 		if err := m.pio.Register(d.name, d.base, d.size, d.dev); err != nil {
