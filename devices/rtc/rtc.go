@@ -21,23 +21,23 @@ const (
 
 // Registers of the MC146818 (datasheet, "Address Map").
 const (
-	regSeconds   = 0x00
-	regMinutes   = 0x02
-	regHours     = 0x04
-	regWeekday   = 0x06
-	regDay       = 0x07
-	regMonth     = 0x08
-	regYear      = 0x09
-	regA         = 0x0a
-	regB         = 0x0b
-	regC         = 0x0c
-	regD         = 0x0d
-	regCentury   = 0x32 // the PC convention for the century byte
-	cmosSize     = 0x80
-	regAValue    = 0x26 // 32.768 kHz time base, 1024 Hz rate; UIP clear
-	regBValue    = 0x02 // 24-hour mode, BCD, no interrupts
-	regDValue    = 0x80 // valid RAM and time
-	indexMask    = 0x7f // bit 7 of the index port gates NMIs on a PC
+	regSeconds = 0x00
+	regMinutes = 0x02
+	regHours   = 0x04
+	regWeekday = 0x06
+	regDay     = 0x07
+	regMonth   = 0x08
+	regYear    = 0x09
+	regA       = 0x0a
+	regB       = 0x0b
+	regC       = 0x0c
+	regD       = 0x0d
+	regCentury = 0x32 // the PC convention for the century byte
+	cmosSize   = 0x80
+	regAValue  = 0x26 // 32.768 kHz time base, 1024 Hz rate; UIP clear
+	regBValue  = 0x02 // 24-hour mode, BCD, no interrupts
+	regDValue  = 0x80 // valid RAM and time
+	indexMask  = 0x7f // bit 7 of the index port gates NMIs on a PC
 )
 
 // RTC is the clock. It implements bus.Device over Ports ports and is safe
