@@ -50,9 +50,11 @@ func newRealModeVCPU(t *testing.T, code []byte, buses Buses) *VCPU {
 	require.NoError(t, err)
 	t.Cleanup(func() { mem.Close() })
 	require.NoError(t, mem.WriteAt(code, 0x1000))
+	// Only the first 512 KiB are RAM to KVM, so real-mode code can reach
+	// MMIO at 0xd0000.
 	r := mem.Regions()[0]
 	require.NoError(t, vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
-		MemorySize: uint64(len(r.Host)), UserspaceAddr: kvm.HostAddr(r.Host)}))
+		MemorySize: 512 << 10, UserspaceAddr: kvm.HostAddr(r.Host)}))
 	fd, err := vm.CreateVCPU(0)
 	require.NoError(t, err)
 	t.Cleanup(func() { fd.Close() })
@@ -124,6 +126,52 @@ func TestKickBeforeRunReturnsAtOnce(t *testing.T) {
 	ev, err := v.Run()
 	require.NoError(t, err)
 	assert.Equal(t, EventNone, ev)
+}
+
+// mmioReg is one byte of MMIO that remembers writes and reads back 0x77.
+type mmioReg struct {
+	mu     sync.Mutex
+	writes []byte
+}
+
+func (m *mmioReg) Read(_ uint64, d []byte) { d[0] = 0x77 }
+func (m *mmioReg) Write(off uint64, d []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.writes = append(m.writes, byte(off), d[0])
+}
+
+func TestRunRoutesMMIO(t *testing.T) {
+	log := &portLog{seen: make(chan struct{}, 1)}
+	reg := &mmioReg{}
+	buses := Buses{PIO: &bus.Bus{}, MMIO: &bus.Bus{}}
+	require.NoError(t, buses.PIO.Register("log", 0x80, 1, log))
+	require.NoError(t, buses.MMIO.Register("reg", 0xd0000, 0x100, reg))
+	code := []byte{
+		0xb8, 0x00, 0xd0, // mov ax, 0xd000
+		0x8e, 0xd8, // mov ds, ax
+		0xc6, 0x06, 0x10, 0x00, 0x42, // mov byte [0x10], 0x42   (MMIO write at 0xd0010)
+		0xa0, 0x10, 0x00, // mov al, [0x10]                       (MMIO read: 0x77)
+		0xe6, 0x80, // out 0x80, al
+		0xeb, 0xfe, // jmp $
+	}
+	v := newRealModeVCPU(t, code, buses)
+	done := make(chan error, 1)
+	go func() {
+		_, err := v.Run()
+		done <- err
+	}()
+	select {
+	case <-log.seen:
+	case <-time.After(30 * time.Second):
+		t.Fatal("guest did not report the MMIO read")
+	}
+	v.Kick()
+	require.NoError(t, <-done)
+	assert.Equal(t, []byte{0x77}, log.writes)
+	assert.Equal(t, []byte{0x10, 0x42}, reg.writes)
+	assert.Equal(t, uint64(1), v.Stats().Exits["mmio-write"])
+	assert.Equal(t, uint64(1), v.Stats().Exits["mmio-read"])
 }
 
 func TestFillAllOnes(t *testing.T) {
