@@ -40,6 +40,7 @@ type Machine struct {
 	Image    *boot.Image
 
 	closers []func() error // undone in reverse order by Close
+	phases  []Phase
 
 	endOnce sync.Once
 	end     outcome
@@ -60,6 +61,7 @@ func New(cfg Config) (_ *Machine, err error) {
 		}
 	}()
 
+	mark := m.phaseTimer()
 	if m.sys, err = kvm.Open(); err != nil {
 		return nil, err
 	}
@@ -71,13 +73,40 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err := cfg.validate(maxCPUs); err != nil {
 		return nil, err
 	}
-	if err := m.createVM(); err != nil {
-		return nil, err
-	}
 	if m.mem, err = memory.New(cfg.Memory); err != nil {
 		return nil, fmt.Errorf("guest memory: %w", err)
 	}
 	m.onClose(m.mem.Close)
+
+	// The kernel and initrd load into guest RAM while KVM is set up and
+	// the devices are built: the two need nothing from each other, and
+	// reading the images is the longest step of start-up. Every return
+	// below waits for the loader, which writes into the RAM that Close
+	// unmaps.
+	type loaded struct {
+		st  *boot.CPUState
+		img *boot.Image
+		err error
+	}
+	slots := plannedSlots(cfg)
+	loader := make(chan loaded, 1)
+	go func() {
+		st, img, err := boot.Load(m.mem, boot.Config{
+			KernelPath:  cfg.Kernel,
+			InitrdPath:  cfg.Initrd,
+			Cmdline:     cmdlineWithDevices(cfg.Cmdline, slots, !cfg.NoACPI),
+			RSDP:        rsdpAddr(cfg),
+			MPTableCPUs: mpTableCPUs(cfg),
+		})
+		loader <- loaded{st, img, err}
+	}()
+	var load loaded
+	waitLoader := sync.OnceFunc(func() { load = <-loader })
+	defer waitLoader()
+
+	if err := m.createVM(); err != nil {
+		return nil, err
+	}
 	for slot, r := range m.mem.Regions() {
 		if err := m.vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
 			Slot: uint32(slot), GuestPhysAddr: uint64(r.Base),
@@ -86,6 +115,7 @@ func New(cfg Config) (_ *Machine, err error) {
 			return nil, fmt.Errorf("guest memory slot %d: %w", slot, err)
 		}
 	}
+	mark("KVM VM, irqchip and memory")
 	if err := m.addPlatformDevices(); err != nil {
 		return nil, err
 	}
@@ -93,25 +123,40 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	rsdp, err := m.writeFirmwareTables(virtio)
-	if err != nil {
+	if err := m.writeFirmwareTables(virtio); err != nil {
 		return nil, err
 	}
-	st, img, err := boot.Load(m.mem, boot.Config{
-		KernelPath:  cfg.Kernel,
-		InitrdPath:  cfg.Initrd,
-		Cmdline:     cmdlineWithDevices(cfg.Cmdline, virtio, !cfg.NoACPI),
-		RSDP:        rsdp,
-		MPTableCPUs: mpTableCPUs(cfg),
-	})
-	if err != nil {
-		return nil, err
+	mark("devices and firmware tables")
+	waitLoader()
+	if load.err != nil {
+		return nil, load.err
 	}
+	st, img := load.st, load.img
 	m.Image = img
+	mark("kernel and initrd (rest)")
 	if err := m.createVCPUs(st); err != nil {
 		return nil, err
 	}
+	mark("vCPUs")
 	return m, nil
+}
+
+// plannedSlots is where the virtio devices will sit: known from the
+// configuration alone, so the command line can be written before the
+// devices exist.
+func plannedSlots(cfg Config) []virtioSlot {
+	slots := make([]virtioSlot, len(cfg.Disks)+len(cfg.NICs))
+	for i := range slots {
+		slots[i] = slotFor(i)
+	}
+	return slots
+}
+
+func rsdpAddr(cfg Config) memory.GuestAddr {
+	if cfg.NoACPI {
+		return 0
+	}
+	return acpiTableBase
 }
 
 func mpTableCPUs(cfg Config) int {
@@ -228,6 +273,24 @@ func (m *Machine) Stats() *vcpu.Stats {
 		total.Add(v.Stats())
 	}
 	return total
+}
+
+// Phase is one step of building the VM and how long it took.
+type Phase struct {
+	Name     string
+	Duration time.Duration
+}
+
+// Phases returns how long each step of New took, for --stats.
+func (m *Machine) Phases() []Phase { return m.phases }
+
+func (m *Machine) phaseTimer() func(name string) {
+	last := time.Now()
+	return func(name string) {
+		now := time.Now()
+		m.phases = append(m.phases, Phase{name, now.Sub(last)})
+		last = now
+	}
 }
 
 // FirstRun returns when the boot vCPU first entered the guest.

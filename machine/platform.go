@@ -8,7 +8,6 @@ import (
 	"github.com/vmm-dev/vmm/devices/power"
 	"github.com/vmm-dev/vmm/devices/rtc"
 	"github.com/vmm-dev/vmm/devices/serial"
-	"github.com/vmm-dev/vmm/memory"
 )
 
 // addPlatformDevices attaches what every VM has: COM1, the i8042 reset
@@ -44,12 +43,12 @@ func (m *Machine) addPlatformDevices() error {
 	return nil
 }
 
-// writeFirmwareTables writes the ACPI tables (or, with NoACPI, nothing:
-// boot writes the MP table) and returns the RSDP address for the boot
-// protocol.
-func (m *Machine) writeFirmwareTables(virtio []virtioSlot) (memory.GuestAddr, error) {
+// writeFirmwareTables writes the ACPI tables, with the RSDP at
+// acpiTableBase, where the boot protocol was told it is (with NoACPI,
+// nothing: boot writes the MP table).
+func (m *Machine) writeFirmwareTables(virtio []virtioSlot) error {
 	if m.cfg.NoACPI {
-		return 0, nil
+		return nil
 	}
 	cfg := acpi.Config{
 		CPUs:       m.cfg.CPUs,
@@ -64,9 +63,12 @@ func (m *Machine) writeFirmwareTables(virtio []virtioSlot) (memory.GuestAddr, er
 	}
 	rsdp, err := acpi.Write(m.mem, acpiTableBase, acpiTableEnd, cfg)
 	if err != nil {
-		return 0, fmt.Errorf("ACPI tables: %w", err)
+		return fmt.Errorf("ACPI tables: %w", err)
 	}
-	return rsdp, nil
+	if rsdp != acpiTableBase {
+		return fmt.Errorf("ACPI tables: RSDP written at %v, not at %#x", rsdp, acpiTableBase)
+	}
+	return nil
 }
 
 // ProgressRecords returns the guest's writes to the boot-progress port,

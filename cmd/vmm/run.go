@@ -157,6 +157,9 @@ func runOnce(c *cli.Context, cfg machine.Config, checkHost bool, start time.Time
 }
 
 func printStats(w io.Writer, m *machine.Machine, start time.Time) {
+	for _, p := range m.Phases() {
+		fmt.Fprintf(w, "vmm: startup phase %-28s %v\n", p.Name+":", p.Duration.Round(time.Microsecond))
+	}
 	if first := m.FirstRun(); !first.IsZero() {
 		fmt.Fprintf(w, "vmm: startup: first KVM_RUN %v after main, at unix-ns=%d\n",
 			first.Sub(start).Round(time.Microsecond), first.UnixNano())
