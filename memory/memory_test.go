@@ -1,0 +1,87 @@
+package memory
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestNewSplitsAroundTheMMIOHole(t *testing.T) {
+	m, err := New(64 << 20)
+	require.NoError(t, err)
+	defer m.Close()
+	require.Len(t, m.Regions(), 1)
+	assert.Equal(t, GuestAddr(64<<20), m.LowEnd())
+
+	big, err := New(4 << 30)
+	require.NoError(t, err, "MAP_NORESERVE: 4 GiB costs nothing until touched")
+	defer big.Close()
+	r := big.Regions()
+	require.Len(t, r, 2)
+	assert.Equal(t, MMIOHoleStart, r[0].End())
+	assert.Equal(t, MMIOHoleEnd, r[1].Base)
+	assert.Equal(t, uint64(4<<30), big.Size())
+	assert.False(t, big.Contains(MMIOHoleStart, 1), "the hole is not RAM")
+	require.NoError(t, big.PutUint64(MMIOHoleEnd+8, 0x1122334455667788))
+	v, err := big.Uint64(MMIOHoleEnd + 8)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(0x1122334455667788), v)
+}
+
+func TestNewRejectsImpossibleSizes(t *testing.T) {
+	for _, size := range []uint64{0, 1 << 20, MinSize + 1, MaxSize + 4096} {
+		_, err := New(size)
+		assert.ErrorIs(t, err, ErrSize, "%d", size)
+	}
+}
+
+func TestAccessesAreBoundsChecked(t *testing.T) {
+	m := FromSlices(Region{Base: 0x1000, Host: make([]byte, 0x1000)}, Region{Base: 0x4000, Host: make([]byte, 0x100)})
+	for _, tc := range []struct {
+		addr GuestAddr
+		n    uint64
+		ok   bool
+	}{
+		{0x1000, 0x1000, true},
+		{0x1fff, 1, true},
+		{0x1fff, 2, false}, // crosses the end of a region
+		{0x0fff, 2, false}, // starts before RAM
+		{0x2000, 1, false}, // a gap
+		{0x4000, 0x100, true},
+		{0x4000, 0x101, false},
+		{0x40ff, ^uint64(0), false}, // length that wraps
+		{^GuestAddr(0), 2, false},
+	} {
+		_, err := m.Slice(tc.addr, tc.n)
+		if tc.ok {
+			assert.NoError(t, err, "%v+%#x", tc.addr, tc.n)
+		} else {
+			assert.ErrorIs(t, err, ErrOutOfRange, "%v+%#x", tc.addr, tc.n)
+		}
+	}
+	require.NoError(t, m.WriteAt([]byte{1, 2, 3}, 0x1ffd))
+	b := make([]byte, 3)
+	require.NoError(t, m.ReadAt(b, 0x1ffd))
+	assert.Equal(t, []byte{1, 2, 3}, b)
+	assert.ErrorIs(t, m.Zero(0x1fff, 2), ErrOutOfRange)
+}
+
+func TestAddDetectsWrap(t *testing.T) {
+	_, ok := GuestAddr(10).Add(5)
+	assert.True(t, ok)
+	_, ok = (^GuestAddr(0)).Add(1)
+	assert.False(t, ok)
+}
+
+func FuzzSlice(f *testing.F) {
+	f.Add(uint64(0x1000), uint64(16))
+	f.Fuzz(func(t *testing.T, addr, n uint64) {
+		m := FromSlices(Region{Base: 0x1000, Host: make([]byte, 0x1000)})
+		b, err := m.Slice(GuestAddr(addr), n)
+		if err == nil {
+			require.Len(t, b, int(n))
+			require.True(t, addr >= 0x1000 && addr+n <= 0x2000)
+		}
+	})
+}
