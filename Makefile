@@ -43,3 +43,17 @@ boot: deps
 
 prepare: deps
 	$(GO) run ./tests/cmd/sandbox prepare
+
+# --- Benchmarks: vmm against QEMU's microvm (tests/bench) ---------------
+# Not part of `make test`. `make bench` boots the same guests with both VMMs,
+# alternating, in one sandbox run, and prints medians and ratios (results
+# also in bench-results.json); options: make bench BENCH_ARGS="--runs 3".
+# guest-kernel builds the minimal guest kernel (tests/guest/kernel) once into
+# the artifact cache: about 10 minutes, reused while its config is the same.
+.PHONY: bench guest-kernel
+
+guest-kernel:
+	$(GO) run ./tests/bench guest-kernel
+
+bench: guest-kernel
+	$(GO) run ./tests/bench $(BENCH_ARGS)

@@ -34,6 +34,7 @@ const (
 	apicDeliveryMsk = 0x700
 	apicModeExtINT  = 0x700
 	apicModeNMI     = 0x400
+	apicLVTMasked   = 1 << 16
 )
 
 func bootMSRs() []kvm.MSREntry {
@@ -49,6 +50,7 @@ func bootMSRs() []kvm.MSREntry {
 // configureCommon sets what every vCPU needs before it first runs,
 // whether it starts at the kernel entry (the BSP) or waits for a SIPI.
 func configureCommon(c *kvm.VCPU, cpuid []kvm.CPUIDEntry) error {
+	bsp := c.ID() == 0
 	if err := c.SetCPUID2(cpuid); err != nil {
 		return err
 	}
@@ -60,13 +62,21 @@ func configureCommon(c *kvm.VCPU, cpuid []kvm.CPUIDEntry) error {
 	if err := c.SetFPU(kvm.FPU{FCW: 0x37f, MXCSR: 0x1f80}); err != nil {
 		return err
 	}
-	// LINT0 receives the legacy PIC's ExtINT, LINT1 NMIs: the wiring of a
-	// PC, which Linux expects when it falls back to virtual-wire mode.
+	// The wiring of a PC (MP spec §5.1, virtual wire mode): the legacy
+	// PIC's output reaches the boot CPU's LINT0 as ExtINT, and is masked
+	// on the others so that only one CPU ever acknowledges the PIC;
+	// LINT1 carries NMIs to every CPU.
 	lapic, err := c.LAPIC()
 	if err != nil {
 		return err
 	}
-	lapic.SetReg(apicLVT0, lapic.Reg(apicLVT0)&^apicDeliveryMsk|apicModeExtINT)
+	lint0 := lapic.Reg(apicLVT0)&^apicDeliveryMsk | apicModeExtINT
+	if bsp {
+		lint0 &^= apicLVTMasked
+	} else {
+		lint0 |= apicLVTMasked
+	}
+	lapic.SetReg(apicLVT0, lint0)
 	lapic.SetReg(apicLVT1, lapic.Reg(apicLVT1)&^apicDeliveryMsk|apicModeNMI)
 	return c.SetLAPIC(lapic)
 }
