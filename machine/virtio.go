@@ -5,6 +5,7 @@ import (
 
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
+	"github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/kvm"
 )
 
@@ -64,7 +65,13 @@ func (m *Machine) attachVirtio(name string, index int, dev virtio.Device) (virti
 	return slot, nil
 }
 
-// attachNIC is filled in by the virtio-net device.
+// attachNIC opens (or creates) the NIC's TAP and puts a virtio-net device
+// on it in slot index.
 func (m *Machine) attachNIC(n NIC, index int) (virtioSlot, error) {
-	return virtioSlot{}, fmt.Errorf("--net tap=%s: %w: virtio-net is not available yet", n.TAP, ErrConfig)
+	dev, err := net.New(net.Config{TAP: n.TAP, MAC: n.MAC})
+	if err != nil {
+		return virtioSlot{}, fmt.Errorf("--net tap=%s: %w", n.TAP, err)
+	}
+	m.onClose(dev.Close)
+	return m.attachVirtio(fmt.Sprintf("virtio-net %d (%s)", index, dev.Name()), index, dev)
 }
