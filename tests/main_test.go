@@ -75,12 +75,16 @@ func logDir() string {
 	return filepath.Join(os.TempDir(), "vmm-e2e-logs")
 }
 
-func writeConsoleLog(res *sandbox.Result) (string, error) {
+func writeConsoleLog(res *sandbox.Result, attempt int) (string, error) {
 	dir := logDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, res.Scenario+".log")
+	name := res.Scenario
+	if attempt > 1 {
+		name = fmt.Sprintf("%s.attempt%d", name, attempt)
+	}
+	path := filepath.Join(dir, name+".log")
 	var text []byte
 	for _, l := range res.Console {
 		text = fmt.Appendf(text, "%8.3f %s\n", l.At.Seconds(), l.Text)

@@ -15,6 +15,8 @@ var timings struct {
 	mu     sync.Mutex
 	steps  []stepTiming
 	groups []*sandbox.Result
+	// retries are the sandbox faults after which a group ran again.
+	retries []string
 }
 
 type stepTiming struct {
@@ -32,6 +34,12 @@ func recordGroup(res *sandbox.Result) {
 	timings.mu.Lock()
 	defer timings.mu.Unlock()
 	timings.groups = append(timings.groups, res)
+}
+
+func recordRetry(group, fault string) {
+	timings.mu.Lock()
+	defer timings.mu.Unlock()
+	timings.retries = append(timings.retries, group+": "+fault)
 }
 
 // printSummary prints every scenario's vmm wall time and boot time (vmm
@@ -62,6 +70,12 @@ func printSummary(w io.Writer) {
 	}
 	fmt.Fprintf(tw, "total\t\t\t%s\t\n", fmtDuration(total))
 	_ = tw.Flush()
+	if len(timings.retries) > 0 {
+		fmt.Fprintf(w, "\n%d group run(s) repeated after a fault of the nested sandbox:\n", len(timings.retries))
+		for _, r := range timings.retries {
+			fmt.Fprintf(w, "  %s\n", r)
+		}
+	}
 }
 
 func fmtDuration(d time.Duration) string {

@@ -24,7 +24,7 @@ func main() {
 		HideHelpCommand: true,
 		// --disk and --net values hold commas of their own.
 		DisableSliceFlagSeparator: true,
-		ExitErrHandler:  func(*cli.Context, error) {},
+		ExitErrHandler:            func(*cli.Context, error) {},
 	}
 	if err := app.Run(os.Args); err != nil {
 		var ec cli.ExitCoder

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -140,8 +141,10 @@ func runOnce(c *cli.Context, cfg machine.Config, checkHost bool, start time.Time
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	var stoppedBy atomic.Value // os.Signal
 	go func() {
-		if _, ok := <-sigs; ok {
+		if sig, ok := <-sigs; ok {
+			stoppedBy.Store(sig)
 			m.Stop()
 		}
 	}()
@@ -151,6 +154,12 @@ func runOnce(c *cli.Context, cfg machine.Config, checkHost bool, start time.Time
 		printStats(os.Stderr, m, start)
 	}
 	if errors.Is(err, machine.ErrStopped) {
+		// A signal ends the VM with the shell's status for it (128+n), so
+		// a script that killed it, or a timeout, is not read as a clean
+		// power-off; the console's quit key is the user's choice: 0.
+		if sig, ok := stoppedBy.Load().(syscall.Signal); ok {
+			return 0, cli.Exit(fmt.Sprintf("stopped by signal: %v", sig), 128+int(sig))
+		}
 		return devices.PowerOff, nil
 	}
 	return action, err

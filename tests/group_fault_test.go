@@ -1,0 +1,35 @@
+package tests
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/vmm-dev/vmm/tests/sandbox"
+)
+
+// Only faults of the nested sandbox itself make a group run again; a VMM
+// that fails in any other way, or any failure on hardware KVM, does not.
+func TestSandboxFault(t *testing.T) {
+	tripleFault := &sandbox.Step{Name: "s", ErrorLine: "vmm: vCPU 0: guest triple fault at RIP 0xfff0"}
+	otherError := &sandbox.Step{Name: "s", ErrorLine: "vmm: guest kernel panic"}
+	for _, tc := range []struct {
+		name  string
+		res   *sandbox.Result
+		err   error
+		fault bool
+	}{
+		{"no result", nil, sandbox.ErrLevel1, false},
+		{"clean", &sandbox.Result{Mode: sandbox.ModeNested, Steps: []*sandbox.Step{{Name: "s"}}}, nil, false},
+		{"level 1 died", &sandbox.Result{Mode: sandbox.ModeNested}, fmt.Errorf("run: %w", sandbox.ErrIncomplete), true},
+		{"triple fault", &sandbox.Result{Mode: sandbox.ModeNested, Steps: []*sandbox.Step{tripleFault}}, nil, true},
+		{"other vmm error", &sandbox.Result{Mode: sandbox.ModeNested, Steps: []*sandbox.Step{otherError}}, nil, false},
+		{"timeout", &sandbox.Result{Mode: sandbox.ModeNested}, sandbox.ErrTimeout, false},
+		{"direct mode", &sandbox.Result{Mode: sandbox.ModeDirect, Steps: []*sandbox.Step{tripleFault}}, sandbox.ErrIncomplete, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.fault, sandboxFault(tc.res, tc.err) != "")
+		})
+	}
+}
