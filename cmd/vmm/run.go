@@ -101,8 +101,14 @@ func run(c *cli.Context) error {
 	defer out.Close()
 	cfg.Console = out
 
+	// Registered before the first VM is built: a signal during set-up
+	// still tears it down (a TAP it created disappears) and sets the status.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	for boot := 1; ; boot++ {
-		action, err := runOnce(c, cfg, boot == 1 && !c.Bool("allow-emulated"), start)
+		action, err := runOnce(c, cfg, sigs, boot == 1 && !c.Bool("allow-emulated"), start)
 		if err != nil {
 			return err
 		}
@@ -115,7 +121,7 @@ func run(c *cli.Context) error {
 }
 
 // runOnce builds, runs and tears down one VM.
-func runOnce(c *cli.Context, cfg machine.Config, checkHost bool, start time.Time) (devices.PowerAction, error) {
+func runOnce(c *cli.Context, cfg machine.Config, sigs <-chan os.Signal, checkHost bool, start time.Time) (devices.PowerAction, error) {
 	m, err := machine.New(cfg)
 	if err != nil {
 		return 0, err
@@ -138,14 +144,15 @@ func runOnce(c *cli.Context, cfg machine.Config, checkHost bool, start time.Time
 		return 0, err
 	}
 	defer in.Close()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	var stoppedBy atomic.Value // os.Signal
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
-		if sig, ok := <-sigs; ok {
+		select {
+		case sig := <-sigs:
 			stoppedBy.Store(sig)
 			m.Stop()
+		case <-done:
 		}
 	}()
 

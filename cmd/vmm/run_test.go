@@ -1,0 +1,113 @@
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// buildVMM builds this command into a temporary directory.
+func buildVMM(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "vmm")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+// haltELF is a 64-bit ELF kernel whose entry halts forever: enough for
+// vmm to build a VM and run it on any /dev/kvm, even an emulated one.
+func haltELF(t *testing.T) string {
+	t.Helper()
+	const (
+		ehSize, phSize = 64, 56
+		dataOff        = 0x1000
+		paddr          = 0x1000000
+	)
+	code := []byte{0xfa, 0xf4, 0xeb, 0xfd} // cli; hlt; jmp hlt
+	b := make([]byte, dataOff+len(code))
+	le := binary.LittleEndian
+	copy(b, "\x7fELF")
+	b[4], b[5], b[6] = 2, 1, 1 // 64-bit, little-endian, version 1
+	le.PutUint16(b[16:], 2)    // ET_EXEC
+	le.PutUint16(b[18:], 62)   // EM_X86_64
+	le.PutUint32(b[20:], 1)
+	le.PutUint64(b[24:], paddr) // entry
+	le.PutUint64(b[32:], ehSize)
+	le.PutUint16(b[52:], ehSize)
+	le.PutUint16(b[54:], phSize)
+	le.PutUint16(b[56:], 1)
+	ph := b[ehSize:]
+	le.PutUint32(ph, 1)     // PT_LOAD
+	le.PutUint32(ph[4:], 5) // R+X
+	le.PutUint64(ph[8:], dataOff)
+	le.PutUint64(ph[16:], paddr)
+	le.PutUint64(ph[24:], paddr)
+	le.PutUint64(ph[32:], uint64(len(code)))
+	le.PutUint64(ph[40:], uint64(len(code)))
+	le.PutUint64(ph[48:], 0x1000)
+	copy(b[dataOff:], code)
+	p := filepath.Join(t.TempDir(), "halt.elf")
+	require.NoError(t, os.WriteFile(p, b, 0o644))
+	return p
+}
+
+// Bad arguments and images fail at once with a one-line reason, on any host.
+func TestRunRejectsBadInput(t *testing.T) {
+	bin := buildVMM(t)
+	text := filepath.Join(t.TempDir(), "notes.txt")
+	require.NoError(t, os.WriteFile(text, []byte(strings.Repeat("not a kernel\n", 100)), 0o644))
+	kernel := haltELF(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing kernel", []string{"--kernel", "/nonexistent/bzImage"}, "no such file"},
+		{"text kernel", []string{"--kernel", text}, "not a Linux kernel"},
+		{"zero memory", []string{"--kernel", kernel, "--memory", "0"}, "memory"},
+		{"too many cpus", []string{"--kernel", kernel, "--cpus", "1000"}, "cpus"},
+		{"missing initrd", []string{"--kernel", kernel, "--initrd", "/nonexistent/initrd"}, "no such file"},
+		{"bad disk", []string{"--kernel", kernel, "--disk", "/nonexistent/disk.img"}, "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(bin, append([]string{"run", "--console", "none"}, tc.args...)...)
+			start := time.Now()
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			require.True(t, errors.As(err, &exit), "vmm should fail: %v\n%s", err, out)
+			assert.NotZero(t, exit.ExitCode())
+			assert.Contains(t, strings.ToLower(string(out)), strings.ToLower(tc.want))
+			assert.Less(t, time.Since(start), 10*time.Second, "fails at once")
+		})
+	}
+}
+
+// SIGTERM ends a running VM with the shell's status for it, 128+15, so a
+// killed VM is never mistaken for a guest that powered off.
+func TestSignalEndsRunWithItsStatus(t *testing.T) {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		t.Skip("no /dev/kvm")
+	}
+	bin := buildVMM(t)
+	cmd := exec.Command(bin, "run", "--allow-emulated", "--console", "none", "--memory", "64M", "--kernel", haltELF(t))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	time.Sleep(300 * time.Millisecond) // anywhere in set-up or in the run
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	require.True(t, errors.As(err, &exit), "vmm should fail: %v\n%s", err, stderr.String())
+	assert.Equal(t, 128+int(syscall.SIGTERM), exit.ExitCode(), stderr.String())
+	assert.Contains(t, stderr.String(), "stopped by signal")
+}
