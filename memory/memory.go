@@ -85,8 +85,7 @@ func New(size uint64) (*Memory, error) {
 	}
 	m := &Memory{size: size, mapped: true}
 	for _, s := range spans {
-		host, err := unix.Mmap(-1, 0, int(s.n), unix.PROT_READ|unix.PROT_WRITE,
-			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		host, err := mapAligned(s.n)
 		if err != nil {
 			m.Close()
 			return nil, fmt.Errorf("%w: map %d MiB of guest RAM at %v: %w", ErrSize, s.n>>20, s.base, err)
@@ -118,7 +117,7 @@ func (m *Memory) Close() error {
 		if !m.mapped {
 			break
 		}
-		if err := unix.Munmap(r.Host); err != nil {
+		if err := unmap(r.Host); err != nil {
 			errs = append(errs, fmt.Errorf("unmap guest RAM at %v: %w", r.Base, err))
 		}
 	}

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -84,4 +85,21 @@ func FuzzSlice(f *testing.F) {
 			require.True(t, addr >= 0x1000 && addr+n <= 0x2000)
 		}
 	})
+}
+
+// Host and guest addresses agree modulo 2 MiB, so KVM can map the guest's
+// RAM with large pages; every byte of each region is usable, and Close
+// unmaps exactly what New mapped.
+func TestRegionsAreHugePageAligned(t *testing.T) {
+	for _, size := range []uint64{MinSize, 64<<20 + 4096, 4 << 30} {
+		m, err := New(size)
+		require.NoError(t, err)
+		for _, r := range m.Regions() {
+			host := uintptr(unsafe.Pointer(unsafe.SliceData(r.Host)))
+			assert.Zero(t, host%hugePageSize, "host address of region at %v", r.Base)
+			assert.Zero(t, uint64(r.Base)%hugePageSize)
+			r.Host[0], r.Host[len(r.Host)-1] = 1, 2 // both ends are mapped
+		}
+		require.NoError(t, m.Close())
+	}
 }
