@@ -12,12 +12,17 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v -E '/tests(/|$$)')
 # commands work on a fresh machine.
 DEPS = qemu-system-x86 busybox-static cpio lz4 xz-utils e2fsprogs acpica-tools iproute2 ca-certificates
 
-deps:
-	@missing=$$(for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# install-missing installs the Debian packages in $(1) that are not installed.
+define install-missing
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install-missing,$(DEPS))
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/vmm ./cmd/vmm
@@ -49,11 +54,17 @@ prepare: deps
 # alternating, in one sandbox run, and prints medians and ratios (results
 # also in bench-results.json); options: make bench BENCH_ARGS="--runs 3".
 # guest-kernel builds the minimal guest kernel (tests/guest/kernel) once into
-# the artifact cache: about 10 minutes, reused while its config is the same.
-.PHONY: bench guest-kernel
+# the artifact cache: 3 to 10 minutes, reused while its config is the same.
+.PHONY: bench bench-deps guest-kernel
+
+# strace times both VMMs' start-up; the kernel build installs its own tools.
+BENCH_DEPS = strace
+
+bench-deps: deps
+	$(call install-missing,$(BENCH_DEPS))
 
 guest-kernel:
 	$(GO) run ./tests/bench guest-kernel
 
-bench: guest-kernel
+bench: bench-deps guest-kernel
 	$(GO) run ./tests/bench $(BENCH_ARGS)

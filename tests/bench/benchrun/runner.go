@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/vmm-dev/vmm/tests/bench/internal/results"
+)
+
+type runner struct {
+	cfg *results.Config
+	// receivers accept the guest's TCP stream, one per VMM's TAP subnet.
+	receivers map[string]*net.TCPListener
+	// netOff: vmm rejected --net, so neither VMM gets a network device
+	// (boots stay comparable) and the network metric is n/a.
+	netOff    bool
+	netOffWhy string
+	runs      int
+}
+
+func newRunner(cfg *results.Config) (*runner, error) {
+	r := &runner{cfg: cfg, receivers: map[string]*net.TCPListener{}}
+	if cfg.Net != nil {
+		for vmm, link := range cfg.Net.Links {
+			addr := &net.TCPAddr{IP: net.ParseIP(link.HostIP), Port: cfg.Net.Port}
+			l, err := net.ListenTCP("tcp", addr)
+			if err != nil {
+				r.close()
+				return nil, fmt.Errorf("listen for %s on %v: %w", vmm, addr, err)
+			}
+			r.receivers[vmm] = l
+		}
+	}
+	return r, nil
+}
+
+func (r *runner) close() {
+	for _, l := range r.receivers {
+		// Closing at exit; an error changes nothing then.
+		_ = l.Close()
+	}
+}
+
+// withNet reports whether this run gets a network device.
+func (r *runner) withNet(k results.KernelSpec) bool {
+	return r.cfg.Net != nil && !r.netOff
+}
+
+// cmdline is the guest command line for one VMM: the kernel's, plus what
+// the guest's /bench-init.sh reads.
+func (r *runner) cmdline(k results.KernelSpec, vmm string) string {
+	parts := []string{k.Cmdline, "bench.idle=" + strconv.FormatFloat(r.cfg.IdleSeconds, 'f', -1, 64)}
+	if k.IO {
+		parts = append(parts, "bench.io=1", "bench.ioseconds="+strconv.FormatFloat(r.cfg.IOSeconds, 'f', -1, 64))
+		if r.withNet(k) {
+			link := r.cfg.Net.Links[vmm]
+			parts = append(parts, "bench.ip="+link.GuestIP, "bench.host="+link.HostIP,
+				"bench.port="+strconv.Itoa(r.cfg.Net.Port), "bench.bytes="+strconv.FormatInt(r.cfg.NetBytes, 10))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// vmmArgs is the vmm command line of a boot.
+func (r *runner) vmmArgs(k results.KernelSpec) []string {
+	args := []string{r.cfg.VMM, "run",
+		"--kernel", k.BzImage, "--initrd", r.cfg.Initrd, "--cmdline", r.cmdline(k, results.VMM),
+		"--cpus", strconv.Itoa(r.cfg.CPUs), "--memory", fmt.Sprintf("%dM", r.cfg.MemoryMiB),
+		"--console", "stdio", "--stats"}
+	if r.cfg.Disk != "" {
+		args = append(args, "--disk", r.cfg.Disk)
+	}
+	if r.withNet(k) {
+		link := r.cfg.Net.Links[results.VMM]
+		// No ",mac=": vmm's CLI splits flag values at commas (urfave/cli
+		// slice flags), so "tap=X,mac=Y" reaches it as two values.
+		args = append(args, "--net", "tap="+link.Tap)
+	}
+	return args
+}
+
+// QEMUMachine is the fastest sane microvm configuration with a serial
+// console (QEMU's docs/system/i386/microvm.rst): no option ROMs, no legacy
+// PIT, PIC or RTC (the guest uses the LAPIC timer and kvmclock), ACPI on
+// (Debian's kernel finds the virtio-mmio devices only in the DSDT).
+const QEMUMachine = "microvm,x-option-roms=off,pit=off,pic=off,isa-serial=on,rtc=off,acpi=on"
+
+// qemuArgs is QEMU's command line of a boot; port80Socket receives the
+// guest's port 0x80 writes through an isa-debugcon device.
+func (r *runner) qemuArgs(k results.KernelSpec, port80Socket string) []string {
+	args := append(r.cfg.QEMU.Command(),
+		"-L", r.cfg.QEMUDataDir,
+		"-M", QEMUMachine, "-enable-kvm", "-cpu", "host",
+		"-smp", strconv.Itoa(r.cfg.CPUs), "-m", fmt.Sprintf("%dM", r.cfg.MemoryMiB),
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
+		"-kernel", k.BzImage, "-initrd", r.cfg.Initrd, "-append", r.cmdline(k, results.QEMU))
+	if r.cfg.Disk != "" {
+		args = append(args, "-drive", "id=d0,file="+r.cfg.Disk+",format=raw,if=none",
+			"-device", "virtio-blk-device,drive=d0")
+	}
+	if r.withNet(k) {
+		link := r.cfg.Net.Links[results.QEMU]
+		args = append(args, "-netdev", "tap,id=n0,ifname="+link.Tap+",script=no,downscript=no,vhost=off",
+			"-device", "virtio-net-device,netdev=n0,mac="+link.MAC)
+	}
+	if port80Socket != "" {
+		args = append(args, "-chardev", "socket,id=p80,path="+port80Socket,
+			"-device", "isa-debugcon,iobase=0x80,chardev=p80")
+	}
+	return args
+}
+
+// scratch returns a fresh path in the work directory.
+func (r *runner) scratch(name string) string {
+	r.runs++
+	return filepath.Join(r.cfg.Work, fmt.Sprintf("bench-%d-%s", r.runs, name))
+}

@@ -1,0 +1,78 @@
+package results
+
+// Config tells the level-1 runner what to run. The host program writes it
+// as JSON into level 1's $DATA; paths are level-1 paths.
+type Config struct {
+	Rounds  int          `json:"rounds"`
+	Kernels []KernelSpec `json:"kernels"`
+	// Initrd is the guest initramfs, the same for every kernel.
+	Initrd string  `json:"initrd"`
+	VMM    string  `json:"vmm"`
+	QEMU   Dynamic `json:"qemu"`
+	// QEMUDataDir holds bios-microvm.bin (QEMU's -L).
+	QEMUDataDir string `json:"qemu_data_dir"`
+	// Strace runs the start-up measurement; empty skips it.
+	Strace Dynamic `json:"strace"`
+	CPUs   int     `json:"cpus"`
+	// MemoryMiB is the guest RAM of both VMMs.
+	MemoryMiB int `json:"memory_mib"`
+	// Disk is a raw image both VMMs get as virtio-blk; empty: no disk.
+	Disk string `json:"disk"`
+	// Net gives each VMM a TAP with the host side's address already set
+	// (the level-1 script creates them); nil: no network.
+	Net *NetSpec `json:"net,omitempty"`
+	// IdleSeconds is how long the guest sleeps at init for the memory
+	// sample.
+	IdleSeconds float64 `json:"idle_seconds"`
+	// IOSeconds bounds each guest I/O test.
+	IOSeconds float64 `json:"io_seconds"`
+	// NetBytes is what the guest sends to the host.
+	NetBytes int64 `json:"net_bytes"`
+	// BootTimeoutSeconds bounds one boot run.
+	BootTimeoutSeconds float64 `json:"boot_timeout_seconds"`
+	// Work is a scratch directory (sockets, logs).
+	Work string `json:"work"`
+	// ShowGuestConsole copies every guest console line to level 1's
+	// console (debugging; it slows the runs).
+	ShowGuestConsole bool `json:"show_guest_console,omitempty"`
+}
+
+// KernelSpec is one guest kernel.
+type KernelSpec struct {
+	Name    string `json:"name"`
+	BzImage string `json:"bzimage"`
+	Cmdline string `json:"cmdline"`
+	// IO runs the block and network tests with this kernel.
+	IO bool `json:"io"`
+}
+
+// Dynamic is a dynamically linked program carried into level 1 with its
+// libraries: run as Loader --library-path LibDir Binary.
+type Dynamic struct {
+	Loader string `json:"loader"`
+	LibDir string `json:"lib_dir"`
+	Binary string `json:"binary"`
+}
+
+// Command returns the argv prefix that runs the program.
+func (d Dynamic) Command() []string {
+	if d.Loader == "" {
+		return []string{d.Binary}
+	}
+	return []string{d.Loader, "--library-path", d.LibDir, d.Binary}
+}
+
+// NetSpec is the network of each VMM: a TAP per VMM, in its own subnet.
+type NetSpec struct {
+	Port int `json:"port"`
+	// Per VMM ("vmm", "qemu").
+	Links map[string]NetLink `json:"links"`
+}
+
+// NetLink is one VMM's TAP and the addresses on both ends.
+type NetLink struct {
+	Tap     string `json:"tap"`
+	HostIP  string `json:"host_ip"`
+	GuestIP string `json:"guest_ip"`
+	MAC     string `json:"mac"`
+}

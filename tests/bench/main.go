@@ -1,0 +1,80 @@
+// Command bench compares vmm with QEMU's microvm (make bench): the same
+// guests, booted alternately by both VMMs in one level-1 sandbox run,
+// measuring boot time, VMM start-up, memory overhead and virtio-blk and
+// virtio-net throughput; plus VMM start-up on this machine's own /dev/kvm.
+// It prints a table of medians and ratios and writes the samples and the
+// summary as JSON.
+//
+//	go run ./tests/bench [flags]            the benchmark
+//	go run ./tests/bench guest-kernel       build (or find) the minimal guest kernel
+//
+// See tests/bench/README.md.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "bench",
+		Usage: "compare vmm with QEMU microvm in the nested-KVM sandbox",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "runs", Value: 5, Usage: "boots per VMM, guest kernel and metric (alternating vmm/QEMU)"},
+			&cli.StringFlag{Name: "json", Value: "bench-results.json", Usage: "where to write the results"},
+			&cli.StringSliceFlag{Name: "kernels", Value: cli.NewStringSlice("debian", "minimal"), Usage: "guest kernels: debian (the cloud kernel) and/or minimal (tests/guest/kernel)"},
+			&cli.BoolFlag{Name: "build-kernel", Value: true, Usage: "build the minimal kernel if the cache has none (3 to 10 minutes)"},
+			&cli.IntFlag{Name: "cpus", Value: 1, Usage: "guest vCPUs"},
+			&cli.IntFlag{Name: "memory-mib", Value: 256, Usage: "guest RAM (MiB)"},
+			&cli.IntFlag{Name: "disk-mib", Value: 256, Usage: "size of the raw disk image both VMMs get (0: none)"},
+			&cli.Int64Flag{Name: "net-mib", Value: 64, Usage: "bytes the guest sends to level 1 over TCP, in MiB (0: no network)"},
+			&cli.Float64Flag{Name: "idle", Value: 2, Usage: "seconds the guest idles at init (memory sample)"},
+			&cli.Float64Flag{Name: "io-seconds", Value: 2, Usage: "limit of each guest I/O test, seconds"},
+			&cli.IntFlag{Name: "host-runs", Value: 5, Usage: "start-up measurements per VMM on this machine's /dev/kvm (0: skip)"},
+			&cli.StringFlag{Name: "vmm", Usage: "use this static vmm binary instead of building ./cmd/vmm"},
+			&cli.StringFlag{Name: "mode", Usage: "sandbox mode: nested or direct (default: detect; also $VMM_SANDBOX)"},
+			&cli.DurationFlag{Name: "timeout", Value: 20 * time.Minute, Usage: "limit for the sandbox run"},
+			&cli.BoolFlag{Name: "console", Usage: "show level 1's console while it runs"},
+			&cli.BoolFlag{Name: "guest-console", Usage: "with --console: show the guests' consoles too (slows the runs)"},
+		},
+		Action: benchAction,
+		Commands: []*cli.Command{{
+			Name:   "guest-kernel",
+			Usage:  "build the minimal guest kernel into the artifact cache (once) and print its path",
+			Action: guestKernelAction,
+		}},
+	}
+	if err := app.Run(os.Args); err != nil {
+		var exit cli.ExitCoder
+		if errors.As(err, &exit) {
+			if msg := exit.Error(); msg != "" {
+				fmt.Fprintln(os.Stderr, "bench:", msg)
+			}
+			os.Exit(exit.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func guestKernelAction(c *cli.Context) error {
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	env, err := newEnvironment(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := minimalKernel(ctx, env.repo, env.cache, true, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Println(p)
+	return nil
+}
