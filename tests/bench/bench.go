@@ -21,7 +21,7 @@ import (
 // The guest command line of both VMMs: the sandbox's, with "quiet" so that
 // the kernel's boot log (one port I/O exit per character on the 8250)
 // does not dominate boot time.
-const guestCmdline = sandbox.DefaultGuestCmdline + " quiet"
+const defaultGuestCmdline = sandbox.DefaultGuestCmdline + " quiet"
 
 // environment is what every subcommand needs.
 type environment struct {
@@ -122,6 +122,7 @@ func benchAction(c *cli.Context) error {
 		ShowGuestConsole: c.Bool("guest-console"),
 	}
 	var files []sandbox.File
+	guestCmdline := c.String("cmdline")
 	for i, name := range c.StringSlice("kernels") {
 		switch name {
 		case "debian":
@@ -331,6 +332,6 @@ func runHostStartup(ctx context.Context, env *environment, k *sandbox.KernelFile
 		return nil, fmt.Sprintf("host start-up skipped: %v", err)
 	}
 	h := &hostStartup{vmm: vmm, qemu: qemu, qemuDataDir: qemuData, kernel: k.BzImage, initrd: initrd, disk: disk,
-		cmdline: guestCmdline, memoryMiB: cfg.MemoryMiB, cpus: cfg.CPUs}
+		cmdline: cfg.Kernels[0].Cmdline, memoryMiB: cfg.MemoryMiB, cpus: cfg.CPUs}
 	return h.run(ctx, rounds, os.Stderr), ""
 }

@@ -31,6 +31,7 @@ func main() {
 			&cli.StringFlag{Name: "json", Value: "bench-results.json", Usage: "where to write the results"},
 			&cli.StringSliceFlag{Name: "kernels", Value: cli.NewStringSlice("debian", "minimal"), Usage: "guest kernels: debian (the cloud kernel) and/or minimal (tests/guest/kernel)"},
 			&cli.BoolFlag{Name: "build-kernel", Value: true, Usage: "build the minimal kernel if the cache has none (3 to 10 minutes)"},
+			&cli.StringFlag{Name: "cmdline", Value: defaultGuestCmdline, Usage: "guest kernel command line (bench.* parameters are added)"},
 			&cli.IntFlag{Name: "cpus", Value: 1, Usage: "guest vCPUs"},
 			&cli.IntFlag{Name: "memory-mib", Value: 256, Usage: "guest RAM (MiB)"},
 			&cli.IntFlag{Name: "disk-mib", Value: 256, Usage: "size of the raw disk image both VMMs get (0: none)"},

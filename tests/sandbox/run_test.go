@@ -55,6 +55,16 @@ fail)
 	exit 2 ;;
 hang)
 	sleep 30 ;;
+flaky)
+	# Triple-faults until it has run $3 times, counting in file $2.
+	n=$(($(cat "$2" 2>/dev/null || echo 0) + 1))
+	echo $n > "$2"
+	if [ $n -lt "$3" ]; then
+		echo "vmm: vCPU 0: guest triple fault at RIP 0xfff0" >&2
+		exit 1
+	fi
+	echo "@@GUEST init uptime=0.42"
+	exit 0 ;;
 esac
 `
 
@@ -209,4 +219,47 @@ func TestEnvFileQuotes(t *testing.T) {
 	got := string(envFile(map[string]string{"B": "it's", "A": "x y"}, []string{"--cpus", "a'b"}))
 	assert.Equal(t, "export A='x y'\nexport B='it'\\''s'\nset -- '--cpus' 'a'\\''b'\n", got)
 	assert.True(t, strings.HasSuffix(got, "\n"))
+}
+
+// run_vmm repeats a vmm that ended in a guest triple fault, in nested mode
+// only and at most three times; the repeats are reported on the step.
+func TestRunVMMRetriesTripleFaultsWhenNested(t *testing.T) {
+	res, err := Run(t.Context(), Scenario{
+		Name:   "direct-retry",
+		VMM:    fakeVMM(t),
+		Mode:   ModeDirect,
+		Kernel: fakeKernel(t),
+		Script: `
+run_vmm direct flaky "$WORK/direct" 2
+SANDBOX_MODE=nested
+run_vmm recovers flaky "$WORK/recovers" 3
+run_vmm gives-up flaky "$WORK/gives-up" 9
+STEP_TIMEOUT=1 run_vmm stalls hang
+`,
+	})
+	require.NoError(t, err)
+
+	direct := res.Step("direct")
+	require.NotNil(t, direct)
+	assert.Equal(t, 1, direct.RC, "no retry outside the nested sandbox")
+	assert.Empty(t, direct.Retries)
+
+	recovers := res.Step("recovers")
+	require.NotNil(t, recovers)
+	assert.Equal(t, 0, recovers.RC, recovers.Describe())
+	assert.Len(t, recovers.Retries, 2)
+	assert.Contains(t, recovers.Retries[0], "guest triple fault")
+	assert.NotZero(t, recovers.InitReached)
+
+	givesUp := res.Step("gives-up")
+	require.NotNil(t, givesUp)
+	assert.Equal(t, 1, givesUp.RC)
+	assert.Len(t, givesUp.Retries, 3)
+	assert.Contains(t, givesUp.ErrorLine, "guest triple fault")
+
+	stalls := res.Step("stalls")
+	require.NotNil(t, stalls)
+	assert.True(t, stalls.TimedOut)
+	assert.Len(t, stalls.Retries, 3)
+	assert.Contains(t, stalls.Retries[0], "timed out")
 }
