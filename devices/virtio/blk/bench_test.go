@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -127,6 +128,24 @@ func benchDevice(b *testing.B, typ uint32, size int) {
 			done++
 		}
 	}
+	reportRatio(b, path, typ == blk.TypeOut, size)
+}
+
+// reportRatio times the same number of plain preadv/pwritev calls, over
+// benchDepth buffers (the device run's memory footprint), and reports the
+// device's throughput as a percentage of theirs: the "% of plain" column.
+func reportRatio(b *testing.B, path string, write bool, size int) {
+	b.StopTimer()
+	device := b.Elapsed()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(b, err)
+	defer func() { require.NoError(b, f.Close()) }()
+	bufs := plainBuffers(benchDepth, size)
+	start := time.Now()
+	plainOps(b, int(f.Fd()), write, bufs, size, b.N)
+	if device > 0 {
+		b.ReportMetric(100*float64(time.Since(start))/float64(device), "%_of_plain")
+	}
 }
 
 func benchPlain(b *testing.B, write bool, size int) { benchPlainBuffers(b, write, size, 1) }
@@ -140,21 +159,30 @@ func benchPlainBuffers(b *testing.B, write bool, size, nbufs int) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	require.NoError(b, err)
 	b.Cleanup(func() { require.NoError(b, f.Close()) })
-	fd := int(f.Fd())
-	bufs := make([][][]byte, nbufs)
+	bufs := plainBuffers(nbufs, size)
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	plainOps(b, int(f.Fd()), write, bufs, size, b.N)
+}
+
+func plainBuffers(n, size int) [][][]byte {
+	bufs := make([][][]byte, n)
 	for i := range bufs {
 		bufs[i] = [][]byte{make([]byte, size)}
 	}
+	return bufs
+}
+
+// plainOps does n sequential preadv or pwritev calls of size bytes.
+func plainOps(b *testing.B, fd int, write bool, bufs [][][]byte, size, n int) {
 	op := unix.Preadv
 	if write {
 		op = unix.Pwritev
 	}
-	b.SetBytes(int64(size))
-	b.ResetTimer()
-	for i := range b.N {
-		n, err := op(fd, bufs[i%nbufs], benchOffset(i, size))
-		if err != nil || n != size {
-			b.Fatalf("transfer %d of %d bytes: %v", n, size, err)
+	for i := range n {
+		got, err := op(fd, bufs[i%len(bufs)], benchOffset(i, size))
+		if err != nil || got != size {
+			b.Fatalf("transfer %d of %d bytes: %v", got, size, err)
 		}
 	}
 }
