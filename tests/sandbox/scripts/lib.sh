@@ -17,7 +17,8 @@ uptime_ms() {
 # "@@RESULT name=NAME rc=RC ms=WALL timedout=0|1" and, when rc != 0,
 # "@@ERROR name=NAME <last line of the vmm's stderr>". stdin is /dev/null;
 # stdout and stderr are also kept in $WORK/NAME.out and $WORK/NAME.err.
-# Returns the vmm's exit status.
+# In nested mode a boot the sandbox wrecked is repeated (_run_vmm_attempts);
+# WALL is the last attempt's. Returns the vmm's exit status.
 run_vmm() {
 	local step=$1
 	shift
