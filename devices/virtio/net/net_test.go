@@ -205,15 +205,7 @@ func TestTransmitMalformed(t *testing.T) {
 	}
 	require.True(t, r.peerEmpty(t), "a dropped frame reached the backend")
 
-	addr := r.alloc(t, len(good), good)
-	_, err := tx.Add([]virtiotest.Buf{{Addr: addr, Len: uint32(len(good))}})
-	require.NoError(t, err)
-	tx.Kick()
-	_, err = tx.WaitUsed(virtiotest.DefaultTimeout)
-	require.NoError(t, err)
-	got, err := r.recvPeer(t, virtiotest.DefaultTimeout)
-	require.NoError(t, err)
-	assert.Equal(t, good, got)
+	r.transmitAndExpect(t, tx, good)
 }
 
 // rxPost posts count receive chains of size bytes each (one buffer).
@@ -456,16 +448,7 @@ func TestResetWhileBusy(t *testing.T) {
 	u, err := rx.WaitUsed(virtiotest.DefaultTimeout)
 	require.NoError(t, err)
 	assert.Equal(t, small, r.guest(t, bufs[u.ID]+vnet.HeaderSize, len(small)))
-	good := withHeader(vnet.Header{}, small)
-	a := r.alloc(t, len(good), good)
-	_, err = tx.Add([]virtiotest.Buf{{Addr: a, Len: uint32(len(good))}})
-	require.NoError(t, err)
-	tx.Kick()
-	_, err = tx.WaitUsed(virtiotest.DefaultTimeout)
-	require.NoError(t, err)
-	got, err := r.recvPeer(t, virtiotest.DefaultTimeout)
-	require.NoError(t, err)
-	assert.Equal(t, good, got)
+	r.transmitAndExpect(t, tx, withHeader(vnet.Header{}, small))
 }
 
 func TestActivateTwice(t *testing.T) {

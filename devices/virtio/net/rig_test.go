@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
@@ -113,6 +114,21 @@ func (r *rig) sendPeer(t testing.TB, frame []byte) {
 }
 
 // peerEmpty reports whether nothing is waiting at the peer end.
+// transmitAndExpect sends data (header and frame) as one chain on tx and
+// checks that the peer receives exactly it.
+func (r *rig) transmitAndExpect(t testing.TB, tx *virtiotest.Queue, data []byte) {
+	t.Helper()
+	addr := r.alloc(t, len(data), data)
+	_, err := tx.Add([]virtiotest.Buf{{Addr: addr, Len: uint32(len(data))}})
+	require.NoError(t, err)
+	tx.Kick()
+	_, err = tx.WaitUsed(virtiotest.DefaultTimeout)
+	require.NoError(t, err)
+	got, err := r.recvPeer(t, virtiotest.DefaultTimeout)
+	require.NoError(t, err)
+	assert.Equal(t, data, got)
+}
+
 func (r *rig) peerEmpty(t testing.TB) bool {
 	t.Helper()
 	_, err := r.recvPeer(t, 50*time.Millisecond)
