@@ -38,7 +38,7 @@ func main() {
 			&cli.Int64Flag{Name: "net-mib", Value: 64, Usage: "bytes the guest sends to level 1 over TCP, in MiB (0: no network)"},
 			&cli.Float64Flag{Name: "idle", Value: 2, Usage: "seconds the guest idles at init (memory sample)"},
 			&cli.Float64Flag{Name: "io-seconds", Value: 2, Usage: "limit of each guest I/O test, seconds"},
-			&cli.IntFlag{Name: "host-runs", Value: 5, Usage: "start-up measurements per VMM on this machine's /dev/kvm (0: skip)"},
+			&cli.IntFlag{Name: "host-runs", Value: 15, Usage: "start-up measurements per VMM on this machine's /dev/kvm (0: skip)"},
 			&cli.StringFlag{Name: "vmm", Usage: "use this static vmm binary instead of building ./cmd/vmm"},
 			&cli.StringFlag{Name: "mode", Usage: "sandbox mode: nested or direct (default: detect; also $VMM_SANDBOX)"},
 			&cli.DurationFlag{Name: "timeout", Value: 20 * time.Minute, Usage: "limit for the sandbox run"},
