@@ -25,7 +25,8 @@ func runCommand() *cli.Command {
 		ArgsUsage: " ",
 		Description: "run boots KERNEL (a bzImage, or an ELF vmlinux with or without a PVH entry note) with a\n" +
 			"serial console on COM1. It exits 0 when the guest powers off or reboots, and non-zero\n" +
-			"with a one-line reason on a guest crash, a KVM error, or bad arguments.\n\n" +
+			"with a one-line reason on a guest crash, a KVM error, or bad arguments; 128+n when\n" +
+			"signal n (SIGINT, SIGTERM, SIGHUP) stopped it.\n\n" +
 			"On an interactive terminal, type Ctrl-A then x to quit, Ctrl-A h for help.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "kernel", Aliases: []string{"k"}, Required: true, Usage: "guest kernel `PATH`: bzImage, or ELF vmlinux (PVH entry when it has the note)"},
