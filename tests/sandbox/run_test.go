@@ -221,7 +221,7 @@ func TestEnvFileQuotes(t *testing.T) {
 	assert.True(t, strings.HasSuffix(got, "\n"))
 }
 
-// run_vmm repeats a vmm that ended in a guest triple fault, in nested mode
+// run_vmm repeats a vmm whose guest triple-faulted or that ran out of time, in nested mode
 // only and at most three times; the repeats are reported on the step.
 func TestRunVMMRetriesTripleFaultsWhenNested(t *testing.T) {
 	res, err := Run(t.Context(), Scenario{

@@ -378,10 +378,7 @@ func TestReceiveBadChains(t *testing.T) {
 	bufs := rxPost(t, r, rx, 64, 2048)
 	r.sendPeer(t, []byte{1, 2, 3})
 	frame := ethFrame(80, 9)
-	r.sendPeer(t, withHeader(vnet.Header{}, frame))
-	u, err := rx.WaitUsed(virtiotest.DefaultTimeout)
-	require.NoError(t, err)
-	assert.Equal(t, frame, r.guest(t, bufs[u.ID]+vnet.HeaderSize, len(frame)))
+	r.receiveAndExpect(t, rx, bufs, frame)
 	assert.Equal(t, uint64(1), r.net.Stats().RXRunts)
 }
 
@@ -401,10 +398,7 @@ func TestChainOutsideRAM(t *testing.T) {
 			rx, tx = r.start(t, allFeatures, 0, 0)
 			bufs := rxPost(t, r, rx, 64, 2048)
 			frame := ethFrame(60, 3)
-			r.sendPeer(t, withHeader(vnet.Header{}, frame))
-			u, err := rx.WaitUsed(virtiotest.DefaultTimeout)
-			require.NoError(t, err)
-			assert.Equal(t, frame, r.guest(t, bufs[u.ID]+vnet.HeaderSize, len(frame)))
+			r.receiveAndExpect(t, rx, bufs, frame)
 			_ = tx
 		})
 	}
@@ -444,10 +438,7 @@ func TestResetWhileBusy(t *testing.T) {
 	rx, tx = r.start(t, allFeatures, 0, 0)
 	bufs := rxPost(t, r, rx, 64, 2048)
 	small := ethFrame(64, 5)
-	r.sendPeer(t, withHeader(vnet.Header{}, small))
-	u, err := rx.WaitUsed(virtiotest.DefaultTimeout)
-	require.NoError(t, err)
-	assert.Equal(t, small, r.guest(t, bufs[u.ID]+vnet.HeaderSize, len(small)))
+	r.receiveAndExpect(t, rx, bufs, small)
 	r.transmitAndExpect(t, tx, withHeader(vnet.Header{}, small))
 }
 

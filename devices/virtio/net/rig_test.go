@@ -129,6 +129,17 @@ func (r *rig) transmitAndExpect(t testing.TB, tx *virtiotest.Queue, data []byte)
 	assert.Equal(t, data, got)
 }
 
+// receiveAndExpect has the peer send frame (with an empty header) and
+// checks that it lands, after the header, in one of the posted receive
+// buffers (bufs: head -> address, from rxPost).
+func (r *rig) receiveAndExpect(t testing.TB, rx *virtiotest.Queue, bufs map[uint16]memory.GuestAddr, frame []byte) {
+	t.Helper()
+	r.sendPeer(t, withHeader(vnet.Header{}, frame))
+	u, err := rx.WaitUsed(virtiotest.DefaultTimeout)
+	require.NoError(t, err)
+	assert.Equal(t, frame, r.guest(t, bufs[u.ID]+vnet.HeaderSize, len(frame)))
+}
+
 func (r *rig) peerEmpty(t testing.TB) bool {
 	t.Helper()
 	_, err := r.recvPeer(t, 50*time.Millisecond)
