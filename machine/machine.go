@@ -270,6 +270,18 @@ func (m *Machine) Run() (devices.PowerAction, error) {
 	return end.action, end.err
 }
 
+// StopStates returns where each vCPU was when Stop ended Run, in vCPU
+// order; call it after Run returned.
+func (m *Machine) StopStates() []vcpu.StopState {
+	var states []vcpu.StopState
+	for _, v := range m.vcpus {
+		if st := v.StopState(); st != nil {
+			states = append(states, *st)
+		}
+	}
+	return states
+}
+
 // Stop ends Run from any goroutine.
 func (m *Machine) Stop() { m.finish(0, ErrStopped) }
 

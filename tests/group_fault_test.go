@@ -10,7 +10,7 @@ import (
 )
 
 // Only the level-1 machine dying makes a group run again (a guest triple
-// fault repeats one boot, in run_vmm); a VMM that fails in any other way,
+// fault fails its step and repeats nothing); a VMM that fails in any other way,
 // or any failure on hardware KVM, does not.
 func TestSandboxFault(t *testing.T) {
 	tripleFault := &sandbox.Step{Name: "s", ErrorLine: "vmm: vCPU 0: guest triple fault at RIP 0xfff0"}

@@ -15,7 +15,7 @@ var timings struct {
 	mu     sync.Mutex
 	steps  []stepTiming
 	groups []*sandbox.Result
-	// retries are the sandbox faults after which a boot or a group ran again.
+	// retries are the sandbox faults after which a whole group ran again.
 	retries []string
 }
 
@@ -71,7 +71,7 @@ func printSummary(w io.Writer) {
 	fmt.Fprintf(tw, "total\t\t\t%s\t\n", fmtDuration(total))
 	_ = tw.Flush()
 	if len(timings.retries) > 0 {
-		fmt.Fprintf(w, "\n%d run(s) repeated after a fault of the nested sandbox (tests/README.md):\n", len(timings.retries))
+		fmt.Fprintf(w, "\n%d group(s) repeated from scratch after level 1 died (tests/README.md):\n", len(timings.retries))
 		for _, r := range timings.retries {
 			fmt.Fprintf(w, "  %s\n", r)
 		}

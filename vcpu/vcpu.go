@@ -73,6 +73,10 @@ type VCPU struct {
 	stopping atomic.Bool
 	tid      atomic.Int32 // OS thread of the run loop, 0 while not running
 	kickMu   sync.Mutex   // orders Kick against the loop's thread handoff
+
+	// Written by the run loop's thread only; read after Run returned.
+	last exitRecord // the last exit handled, for StopState
+	stop *StopState // where a stop found the vCPU
 }
 
 // New configures a created KVM vCPU for its first run.
@@ -125,13 +129,23 @@ func (v *VCPU) Run() (Event, error) {
 	}()
 
 	v.firstRun.CompareAndSwap(0, time.Now().UnixNano())
+	var entered time.Time // start of the run a kick interrupted
 	for {
 		if v.stopping.Load() {
+			v.takeStopState(entered, time.Now())
 			return EventNone, nil
 		}
+		start := time.Now()
 		exit, err := v.fd.Run()
 		if err != nil {
 			return EventNone, fmt.Errorf("vCPU %d: %w", v.ID(), err)
+		}
+		if r, ok := recordOf(exit, time.Now()); ok {
+			v.last, entered = r, time.Time{}
+		} else if entered.IsZero() {
+			// Interrupted (a kick, or a Go runtime signal): the guest
+			// had been running since the last real exit's re-entry.
+			entered = start
 		}
 		v.stats.count(exit)
 		ev, done, err := v.handle(exit)

@@ -166,6 +166,11 @@ func runOnce(c *cli.Context, cfg machine.Config, sigs <-chan os.Signal, checkHos
 		// a script that killed it, or a timeout, is not read as a clean
 		// power-off; the console's quit key is the user's choice: 0.
 		if sig, ok := stoppedBy.Load().(syscall.Signal); ok {
+			// Where each vCPU was: a guest stopped by a timeout then
+			// says whether it hung in its own code or in the VMM.
+			for _, st := range m.StopStates() {
+				fmt.Fprintf(os.Stderr, "vmm: stopped: %v\n", st)
+			}
 			return 0, cli.Exit(fmt.Sprintf("stopped by signal: %v", sig), 128+int(sig))
 		}
 		return devices.PowerOff, nil

@@ -28,12 +28,18 @@ func buildVMM(t *testing.T) string {
 // vmm to build a VM and run it on any /dev/kvm, even an emulated one.
 func haltELF(t *testing.T) string {
 	t.Helper()
+	return codeELF(t, []byte{0xfa, 0xf4, 0xeb, 0xfd}) // cli; hlt; jmp hlt
+}
+
+// codeELF writes a 64-bit ELF whose one segment, code, loads and starts at
+// 16 MiB.
+func codeELF(t *testing.T, code []byte) string {
+	t.Helper()
 	const (
 		ehSize, phSize = 64, 56
 		dataOff        = 0x1000
 		paddr          = 0x1000000
 	)
-	code := []byte{0xfa, 0xf4, 0xeb, 0xfd} // cli; hlt; jmp hlt
 	b := make([]byte, dataOff+len(code))
 	le := binary.LittleEndian
 	copy(b, "\x7fELF")
@@ -110,4 +116,25 @@ func TestSignalEndsRunWithItsStatus(t *testing.T) {
 	require.True(t, errors.As(err, &exit), "vmm should fail: %v\n%s", err, stderr.String())
 	assert.Equal(t, 128+int(syscall.SIGTERM), exit.ExitCode(), stderr.String())
 	assert.Contains(t, stderr.String(), "stopped by signal")
+}
+
+// A VM stopped by a signal says where each vCPU was: a guest spinning with
+// interrupts off is reported in the guest, at its loop, not in the VMM.
+func TestSignalReportsWhereTheVCPUWas(t *testing.T) {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		t.Skip("no /dev/kvm")
+	}
+	bin := buildVMM(t)
+	spin := codeELF(t, []byte{0xfa, 0xeb, 0xfe}) // cli; jmp .
+	cmd := exec.Command(bin, "run", "--allow-emulated", "--console", "none", "--memory", "64M", "--kernel", spin)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	time.Sleep(1500 * time.Millisecond) // well past set-up: the guest spins
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.Error(t, cmd.Wait())
+	out := stderr.String()
+	assert.Contains(t, out, "vmm: stopped: vCPU 0: in the guest for", out)
+	assert.Contains(t, out, "RIP 0x1000001 ", "the jmp after the cli\n%s", out)
+	assert.Contains(t, out, "(interrupts off)", out)
 }

@@ -27,15 +27,37 @@ const L1AppendEnv = "VMM_L1_APPEND"
 // QEMUEnv overrides the QEMU binary (default qemu-system-x86_64 in $PATH).
 const QEMUEnv = "VMM_QEMU"
 
+// Level-1 machine overrides, for measuring the sandbox's own fault rate
+// under other configurations (tests/README.md): VMM_L1_ACCEL replaces the
+// -accel value, VMM_L1_CPU the -cpu model, VMM_L1_SMP the CPU count.
+const (
+	L1AccelEnv = "VMM_L1_ACCEL"
+	L1CPUEnv   = "VMM_L1_CPU"
+	L1SMPEnv   = "VMM_L1_SMP"
+)
+
+// Level-1 defaults, chosen by the fault-rate measurement in tests/README.md.
+const (
+	l1Accel = "tcg,thread=multi"
+	l1CPU   = "EPYC,+svm,+npt"
+)
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
 // afterDoneGrace is how long a run may go on after "@@L1 done".
 var afterDoneGrace = 10 * time.Second
 
 func qemuArgs(kernel, initrd string) []string {
 	return []string{
-		"-accel", "tcg,thread=multi",
+		"-accel", envOr(L1AccelEnv, l1Accel),
 		"-M", "q35",
-		"-cpu", "EPYC,+svm,+npt",
-		"-smp", l1CPUs,
+		"-cpu", envOr(L1CPUEnv, l1CPU),
+		"-smp", envOr(L1SMPEnv, l1CPUs),
 		"-m", l1MemoryMiB,
 		"-kernel", kernel,
 		"-initrd", initrd,

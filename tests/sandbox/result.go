@@ -35,10 +35,6 @@ type Step struct {
 	// guest's "@@GUEST" lines ("cpus", "kernel", "uptime"...).
 	Values  map[string]string
 	Console []Line // the lines between the step's begin and result
-	// Retries are the faults of the nested sandbox after which run_vmm
-	// ran the vmm again ("@@RETRY"); Begin, InitReached and the guest's
-	// values then belong to the last attempt, Console has them all.
-	Retries []string
 }
 
 // Contains reports whether a console line of the step contains substr.
@@ -154,7 +150,7 @@ func parseMarker(line string) (marker, bool) {
 		return marker{}, false
 	}
 	m := marker{kind: kind, fields: map[string]string{}}
-	if kind == "ERROR" || kind == "RETRY" {
+	if kind == "ERROR" {
 		name, text, _ := strings.Cut(rest, " ")
 		if v, ok := strings.CutPrefix(name, "name="); ok {
 			m.fields["name"] = v
@@ -221,11 +217,6 @@ func (c *collector) line(at time.Duration, text string) {
 	case "ERROR":
 		if s := c.res.Step(m.fields["name"]); s != nil {
 			s.ErrorLine = m.text
-		}
-	case "RETRY":
-		if s := c.res.Step(m.fields["name"]); s != nil {
-			s.Retries = append(s.Retries, m.text)
-			s.Begin, s.InitReached, s.Values = at, 0, map[string]string{}
 		}
 	case "METRIC":
 		if s := c.res.Step(m.fields["name"]); s != nil {

@@ -109,29 +109,3 @@ func TestEscapeSequencesAreStripped(t *testing.T) {
 	assert.Equal(t, "@@L1 ready mode=nested", escapeRE.ReplaceAllString(raw, ""))
 }
 
-// A step that run_vmm repeated after a sandbox fault keeps every
-// attempt's console but the last attempt's timings and guest values.
-func TestCollectorRetry(t *testing.T) {
-	c := newCollector("demo", ModeNested)
-	lines := []string{
-		"@@STEP name=boot begin",
-		"@@GUEST init uptime=1.50",
-		"vmm: vCPU 0: guest triple fault at RIP 0xfff0",
-		"@@RETRY name=boot vmm: vCPU 0: guest triple fault at RIP 0xfff0",
-		"[    0.000000] Linux version 6.1",
-		"@@GUEST init uptime=1.40",
-		"@@GUEST ready cpus=1",
-		"@@RESULT name=boot rc=0 ms=2500 timedout=0",
-	}
-	for i, l := range lines {
-		c.line(time.Duration(i)*time.Second, l)
-	}
-	s := c.res.Step("boot")
-	require.NotNil(t, s)
-	assert.Equal(t, []string{"vmm: vCPU 0: guest triple fault at RIP 0xfff0"}, s.Retries)
-	assert.Equal(t, 3*time.Second, s.Begin)
-	assert.Equal(t, 2*time.Second, s.InitReached, "from the retry (line 3) to the second @@GUEST init (line 5)")
-	assert.Equal(t, "1", s.Values["cpus"])
-	assert.True(t, s.Contains("guest triple fault"), "the failed attempt stays in the console")
-	assert.Equal(t, 0, s.RC)
-}

@@ -12,13 +12,14 @@ uptime_ms() {
 	echo $(( ${up%.*} * 1000 + 1${up#*.} * 10 - 1000 ))
 }
 
-# run_vmm NAME VMM-ARGS... runs "$VMM VMM-ARGS..." as the step NAME: prints
-# "@@STEP name=NAME begin", the vmm's output, then
+# run_vmm NAME VMM-ARGS... runs "$VMM VMM-ARGS..." once as the step NAME:
+# prints "@@STEP name=NAME begin", the vmm's output, then
 # "@@RESULT name=NAME rc=RC ms=WALL timedout=0|1" and, when rc != 0,
 # "@@ERROR name=NAME <last line of the vmm's stderr>". stdin is /dev/null;
 # stdout and stderr are also kept in $WORK/NAME.out and $WORK/NAME.err.
-# In nested mode a boot the sandbox wrecked is repeated (_run_vmm_attempts);
-# WALL is the last attempt's. Returns the vmm's exit status.
+# A step is never repeated here: a boot that failed, whatever the cause,
+# fails its step (tests/README.md, "Faults of the nested sandbox").
+# Returns the vmm's exit status.
 run_vmm() {
 	local step=$1
 	shift
@@ -33,9 +34,9 @@ run_vmm() {
 
 	echo "@@STEP name=$step begin"
 	local start end status
-	_run_vmm_attempts "$step" "$limit" "$@" > "$out_fifo" 2> "$err_fifo"
+	start=$(uptime_ms)
+	timeout -k 5 "$limit" "$VMM" "$@" < /dev/null > "$out_fifo" 2> "$err_fifo"
 	status=$?
-	start=$(cat "$WORK/.$step.start")
 	end=$(uptime_ms)
 	# A process the vmm left behind may hold the fifos open: stop waiting
 	# for the tees after 2 s.
@@ -53,36 +54,6 @@ run_vmm() {
 		echo "@@ERROR name=$step $(grep -v '^[[:space:]]*$' "$WORK/$step.err" | tail -n 1)"
 	fi
 	return "$status"
-}
-
-# _run_vmm_attempts NAME LIMIT VMM-ARGS... runs the vmm for run_vmm, again
-# (at most three times more) when, in nested mode, its guest triple-faulted
-# or it ran out of time: QEMU's TCG emulation of AMD-V now and then wrecks
-# or stalls a guest at a random point of its boot, under any VMM (see
-# tests/README.md). Each repeat prints "@@RETRY name=NAME <why>"; a VMM bug
-# that triple-faults or hangs a guest fails every attempt. The last
-# attempt's start time goes to $WORK/.NAME.start.
-_run_vmm_attempts() {
-	local step=$1 limit=$2
-	shift 2
-	local attempt=1 status fault start
-	while :; do
-		start=$(uptime_ms)
-		echo "$start" > "$WORK/.$step.start"
-		timeout -k 5 "$limit" "$VMM" "$@" < /dev/null 2> "$WORK/.$step.attempt.err"
-		status=$?
-		cat "$WORK/.$step.attempt.err" >&2
-		fault=$(grep -m 1 'guest triple fault' "$WORK/.$step.attempt.err")
-		if [ -z "$fault" ] && [ $(( $(uptime_ms) - start )) -ge $(( limit * 1000 )) ]; then
-			fault="vmm: timed out after $limit s"
-		fi
-		if [ "$status" -eq 0 ] || [ -z "$fault" ] || [ "$SANDBOX_MODE" != nested ] || [ "$attempt" -gt 3 ]; then
-			return "$status"
-		fi
-		echo
-		echo "@@RETRY name=$step $fault"
-		attempt=$((attempt + 1))
-	done
 }
 
 # metric NAME KEY=VALUE... attaches measurements to the step NAME.
