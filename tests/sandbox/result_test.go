@@ -108,4 +108,3 @@ func TestEscapeSequencesAreStripped(t *testing.T) {
 	raw := "\x1bc\x1b[?7l\x1b[2J@@L1 ready mode=nested"
 	assert.Equal(t, "@@L1 ready mode=nested", escapeRE.ReplaceAllString(raw, ""))
 }
-
