@@ -33,7 +33,8 @@ run_vmm() {
 	local err_pid=$!
 
 	echo "@@STEP name=$step begin"
-	local start end status
+	local start end status before
+	before=$(_l1_memory_events)
 	start=$(uptime_ms)
 	timeout -k 5 "$limit" "$VMM" "$@" < /dev/null > "$out_fifo" 2> "$err_fifo"
 	status=$?
@@ -50,10 +51,26 @@ run_vmm() {
 	[ $(( end - start )) -ge $(( limit * 1000 )) ] && timedout=1
 	echo
 	echo "@@RESULT name=$step rc=$status ms=$(( end - start )) timedout=$timedout"
+	metric "$step" $(_l1_memory_delta "$before" "$(_l1_memory_events)")
 	if [ "$status" -ne 0 ]; then
 		echo "@@ERROR name=$step $(grep -v '^[[:space:]]*$' "$WORK/$step.err" | tail -n 1)"
 	fi
 	return "$status"
+}
+
+# _l1_memory_events prints level 1's counters of the memory-management
+# events that change the host pages behind a running guest (huge-page
+# collapses and splits, page migration and compaction), which KVM must
+# follow with nested-page-table invalidations: evidence when a guest fails.
+_l1_memory_events() {
+	awk '$1 ~ /^(thp_collapse_alloc|thp_split_page|thp_fault_alloc|pgmigrate_success|compact_stall|numa_pages_migrated)$/ { printf "%s=%s ", $1, $2 }' /proc/vmstat 2>/dev/null
+}
+
+# _l1_memory_delta BEFORE AFTER prints "l1_NAME=DELTA" for each counter.
+_l1_memory_delta() {
+	echo "$1 / $2" | awk '{ for (i = 1; i <= NF; i++) { if ($i == "/") { after = 1; continue }
+		split($i, kv, "="); if (after) d[kv[1]] = kv[2] - b[kv[1]]; else b[kv[1]] = kv[2] } }
+		END { for (k in d) printf "l1_%s=%d ", k, d[k] }'
 }
 
 # metric NAME KEY=VALUE... attaches measurements to the step NAME.
