@@ -74,9 +74,19 @@ func TestSoakNetTransfer(t *testing.T) {
 	runs := envInt("VMM_SOAK_NET_RUNS", 20)
 	mib := envInt("VMM_SOAK_NET_MIB", 256)
 	var script strings.Builder
+	// VMM_SOAK_L1_THP=never turns off level 1's transparent huge pages
+	// (and their compaction) for the run: an experiment on whether host
+	// page migration under a running guest matters.
+	if thp := os.Getenv("VMM_SOAK_L1_THP"); thp != "" {
+		fmt.Fprintf(&script, "echo %s > /sys/kernel/mm/transparent_hugepage/enabled\necho %s > /sys/kernel/mm/transparent_hugepage/defrag\n", thp, thp)
+	}
 	script.WriteString(netLoopL1)
 	var steps []string
-	for _, cpus := range []int{1, 2} {
+	cpuCounts := []int{1, 2}
+	if n := envInt("VMM_SOAK_NET_CPUS", 0); n > 0 {
+		cpuCounts = []int{n}
+	}
+	for _, cpus := range cpuCounts {
 		for i := 1; i <= runs; i++ {
 			name := fmt.Sprintf("net-c%d-%02d", cpus, i)
 			steps = append(steps, name)
