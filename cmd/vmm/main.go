@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -15,12 +16,17 @@ import (
 var processStart = time.Now()
 
 func main() {
+	// Tools that drive Firecracker start it by name: vmm installed (or
+	// linked) as `firecracker` takes Firecracker's command line.
+	if filepath.Base(os.Args[0]) == "firecracker" {
+		os.Exit(runFirecracker(os.Args[1:]))
+	}
 	app := &cli.App{
 		Name:  "vmm",
 		Usage: "boot Linux micro-VMs on KVM",
 		Description: "vmm boots a Linux kernel (bzImage or vmlinux) in a KVM virtual machine with a serial\n" +
 			"console, virtio-blk disks and virtio-net interfaces, and exits when the guest powers off.",
-		Commands:        []*cli.Command{runCommand(), checkCommand()},
+		Commands:        []*cli.Command{runCommand(), checkCommand(), firecrackerCommand()},
 		HideHelpCommand: true,
 		// --disk and --net values hold commas of their own.
 		DisableSliceFlagSeparator: true,

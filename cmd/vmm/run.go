@@ -29,7 +29,7 @@ func runCommand() *cli.Command {
 			"signal n (SIGINT, SIGTERM, SIGHUP) stopped it.\n\n" +
 			"On an interactive terminal, type Ctrl-A then x to quit, Ctrl-A h for help.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "kernel", Aliases: []string{"k"}, Required: true, Usage: "guest kernel `PATH`: bzImage, or ELF vmlinux (PVH entry when it has the note)"},
+			&cli.StringFlag{Name: "kernel", Aliases: []string{"k"}, Usage: "guest kernel `PATH`: bzImage, or ELF vmlinux (PVH entry when it has the note)"},
 			&cli.StringFlag{Name: "initrd", Aliases: []string{"i"}, Usage: "initial ramdisk `PATH` (cpio archive, optionally compressed)"},
 			&cli.StringFlag{Name: "cmdline", Aliases: []string{"c"}, Value: machine.DefaultCmdline, Usage: "kernel command `LINE`; virtio-mmio device announcements are appended"},
 			&cli.IntFlag{Name: "cpus", Value: machine.DefaultCPUs, Usage: "number of vCPUs, `N` (1 up to the host's KVM limit)"},
@@ -41,6 +41,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-acpi", Usage: "describe the machine with an MP table instead of ACPI tables (kernels without ACPI)"},
 			&cli.BoolFlag{Name: "stats", Usage: "print boot-progress timestamps and VM exit counts to stderr at exit"},
 			&cli.BoolFlag{Name: "allow-emulated", Usage: "run even where KVM has no hardware virtualization (tiny test guests only)"},
+			&cli.StringFlag{Name: "config-file", Usage: "boot the VM a Firecracker JSON configuration `FILE` describes (then only --console and --allow-emulated apply)"},
 		},
 		Action: run,
 	}
@@ -91,6 +92,12 @@ func configFromFlags(c *cli.Context) (machine.Config, machine.RebootAction, erro
 
 func run(c *cli.Context) error {
 	start := processStart
+	if c.IsSet("config-file") {
+		return runConfigFile(c)
+	}
+	if !c.IsSet("kernel") {
+		return fmt.Errorf("%w: Required flag \"kernel\" not set (or give --config-file)", errBadFlag)
+	}
 	cfg, onReboot, err := configFromFlags(c)
 	if err != nil {
 		return err
@@ -196,4 +203,28 @@ func printStats(w io.Writer, m *machine.Machine, start time.Time) {
 	for _, r := range recs {
 		fmt.Fprintf(w, "boot-progress port 0x80 <- %#04x at %v\n", r.Value, r.Since.Round(time.Microsecond))
 	}
+}
+
+// runConfigFile boots the VM of a Firecracker configuration file, as
+// `firecracker --no-api --config-file FILE` does: one description of the
+// machine, whichever front end reads it.
+func runConfigFile(c *cli.Context) error {
+	for _, name := range c.FlagNames() {
+		switch name {
+		case "config-file", "console", "allow-emulated":
+		default:
+			return fmt.Errorf("%w: --%s: with --config-file the file describes the VM", errBadFlag, name)
+		}
+	}
+	out, err := console.Output(c.String("console"))
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	r := fcRun{id: "anonymous-instance", configFile: c.String("config-file"),
+		allowEmulated: c.Bool("allow-emulated"), console: out, consoleInput: c.String("console")}
+	if code := r.serve(); code != 0 {
+		return cli.Exit("", code)
+	}
+	return nil
 }

@@ -1,0 +1,333 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/vmm-dev/vmm/console"
+	"github.com/vmm-dev/vmm/devices"
+	"github.com/vmm-dev/vmm/host"
+	"github.com/vmm-dev/vmm/machine"
+)
+
+// AppName and the version GET / reports.
+const AppName = "Firecracker"
+
+// MetricsPeriod is how often a running VM's metrics are written, as
+// Firecracker's WRITE_METRICS_PERIOD_MS.
+const MetricsPeriod = 60 * time.Second
+
+// Options configure a Controller.
+type Options struct {
+	ID      string // instance ID (--id)
+	Version string // vmm_version in GET /, firecracker_version in GET /version
+	// Console receives the guest's serial output; nil discards it.
+	Console io.Writer
+	// ConsoleInput is a console spec for the guest's serial input
+	// ("stdio" reads the process's stdin; "" or "none": nothing).
+	ConsoleInput string
+	// AllowEmulated boots even where /dev/kvm has no hardware
+	// virtualization (tiny test guests only), like vmm run
+	// --allow-emulated.
+	AllowEmulated bool
+	Log           *Log           // nil: a log that discards everything
+	Metrics       *MetricsWriter // nil: fresh metrics, unconfigured
+}
+
+// Outcome is how the VM's run ended.
+type Outcome struct {
+	Action devices.PowerAction
+	Err    error
+}
+
+// Response is the answer to one request.
+type Response struct {
+	Status int    // 200, 204 or 400
+	Body   []byte // JSON; nil for 204
+}
+
+// Controller applies requests to one VM, one at a time: the
+// configuration before InstanceStart, the running machine after
+// (Firecracker's PrebootApiController and RuntimeApiController in one).
+type Controller struct {
+	opts    Options
+	log     *Log
+	metrics *MetricsWriter
+
+	mu      sync.Mutex // serializes Handle: requests are applied one at a time
+	res     *VMResources
+	started bool
+	m       *machine.Machine
+	logCfg  *Logger
+	metCfg  *Metrics
+
+	done     chan Outcome
+	stopOnce sync.Once
+	stopped  chan struct{}
+}
+
+// NewController returns a controller for a VM not yet started.
+func NewController(opts Options) *Controller {
+	c := &Controller{opts: opts, res: NewVMResources(), log: opts.Log, metrics: opts.Metrics,
+		done: make(chan Outcome, 1), stopped: make(chan struct{})}
+	if c.log == nil {
+		c.log = NewLog(opts.ID, nil, LevelOff)
+	}
+	if c.metrics == nil {
+		c.metrics = NewMetricsWriter()
+	}
+	if c.opts.Console == nil {
+		c.opts.Console = io.Discard
+	}
+	return c
+}
+
+// Done delivers the VM's outcome once it stops running; nothing comes
+// before InstanceStart succeeds.
+func (c *Controller) Done() <-chan Outcome { return c.done }
+
+// Stop ends a running VM (Run returns machine.ErrStopped) and keeps a
+// later InstanceStart from booting one.
+func (c *Controller) Stop() {
+	c.stopOnce.Do(func() { close(c.stopped) })
+	c.mu.Lock()
+	m := c.m
+	c.mu.Unlock()
+	if m != nil {
+		m.Stop()
+	}
+}
+
+// State is GET /'s state.
+func (c *Controller) State() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state()
+}
+
+func (c *Controller) state() string {
+	if c.started {
+		return StateRunning
+	}
+	return StateNotStarted
+}
+
+// Handle applies one request and answers it.
+func (c *Controller) Handle(r Request) Response {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	body, err := c.apply(r)
+	if err != nil {
+		c.log.Errorf("Received Error. Status code: 400 Bad Request. Message: %v", err)
+		return Response{Status: http.StatusBadRequest, Body: mustJSON(Fault{FaultMessage: err.Error()})}
+	}
+	if body == nil {
+		return Response{Status: http.StatusNoContent}
+	}
+	return Response{Status: http.StatusOK, Body: mustJSON(body)}
+}
+
+// preBoot marks the requests allowed only before InstanceStart.
+func preBoot(r Request) bool {
+	switch r.(type) {
+	case PutMachineConfig, PatchMachineConfig, PutBootSource, PutDrive, PutNetworkInterface,
+		PutLogger, PutMetrics, InstanceStart:
+		return true
+	}
+	return false
+}
+
+// apply returns the value to answer with (nil: 204) or the error.
+func (c *Controller) apply(r Request) (any, error) {
+	if c.started && preBoot(r) {
+		return nil, fault(msgPostBoot)
+	}
+	switch r := r.(type) {
+	case GetInstanceInfo:
+		return InstanceInfo{ID: c.opts.ID, State: c.state(), VMMVersion: c.opts.Version, AppName: AppName}, nil
+	case GetVersion:
+		return Version{FirecrackerVersion: c.opts.Version}, nil
+	case GetMachineConfig:
+		return c.res.Machine, nil
+	case GetVMConfig:
+		full := c.res.Full()
+		full.Logger, full.Metrics = c.logCfg, c.metCfg
+		return full, nil
+	case PutMachineConfig:
+		return nil, c.res.SetMachineConfig(r.Config)
+	case PatchMachineConfig:
+		return nil, c.res.UpdateMachineConfig(r.Update)
+	case PutBootSource:
+		return nil, c.res.SetBootSource(r.Source)
+	case PutDrive:
+		return nil, c.res.InsertDrive(r.Drive)
+	case PutNetworkInterface:
+		return nil, c.res.InsertNetworkInterface(r.Iface)
+	case PatchDrive, PatchNetworkInterface:
+		if !c.started {
+			return nil, fault(msgPreBoot)
+		}
+		return nil, fault("updating a device of a running microVM is not supported yet")
+	case PutLogger:
+		return nil, c.configureLogger(r.Logger)
+	case PutMetrics:
+		if err := c.metrics.Configure(r.Metrics.MetricsPath); err != nil {
+			return nil, err
+		}
+		m := r.Metrics
+		c.metCfg = &m
+		return nil, nil
+	case InstanceStart:
+		return nil, c.start()
+	case SendCtrlAltDel:
+		if !c.started {
+			return nil, fault(msgPreBoot)
+		}
+		return nil, fault("SendCtrlAltDel is not supported yet (it needs the i8042 keyboard)")
+	case FlushMetrics:
+		return nil, c.flushMetrics()
+	case Unsupported:
+		return nil, fault("%s", r.Reason)
+	}
+	return nil, fmt.Errorf("%w: unhandled request %s", ErrBadRequest, r.kind())
+}
+
+func (c *Controller) configureLogger(l Logger) error {
+	s := LogSettings{Path: l.LogPath, ShowLevel: l.ShowLevel, ShowLogOrigin: l.ShowLogOrigin}
+	if l.Level != nil {
+		lv, err := parseLevel(*l.Level)
+		if err != nil {
+			return err
+		}
+		s.Level = &lv
+	}
+	if l.Module != nil && *l.Module != "" {
+		return fault("logger module filters are not supported yet: module %q", *l.Module)
+	}
+	if err := c.log.Configure(s); err != nil {
+		return err
+	}
+	c.logCfg = &l
+	return nil
+}
+
+// ConfigureLogger applies --log-path, --level, --show-level and
+// --show-log-origin, before any request.
+func (c *Controller) ConfigureLogger(l Logger) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.configureLogger(l)
+}
+
+func (c *Controller) flushMetrics() error {
+	extra := map[string]any{}
+	if c.m != nil {
+		st := c.m.Stats()
+		exits := map[string]uint64{}
+		for k, v := range st.Exits {
+			exits[k] = v
+		}
+		extra["vcpu"] = map[string]any{"exits": exits}
+	}
+	return c.metrics.Flush(extra)
+}
+
+// start builds the VM from the collected configuration with
+// machine.New, the one builder, and runs it on a goroutine of its own.
+func (c *Controller) start() error {
+	select {
+	case <-c.stopped:
+		return fault("the VMM is stopping")
+	default:
+	}
+	cfg, err := c.res.MachineConfig()
+	if err != nil {
+		return err
+	}
+	cfg.Console = c.opts.Console
+	m, err := machine.New(cfg)
+	if err != nil {
+		return fault("Failed to start the microVM: %v", err)
+	}
+	// As in vmm run: checked after the configuration proved good, so
+	// bad input is reported as such on every host.
+	if !c.opts.AllowEmulated {
+		if virt, err := host.Detect(); err == nil && !virt.Hardware() {
+			err := errors.Join(m.Close())
+			return fault("Failed to start the microVM: %v: %s%s", host.ErrNoHardwareVirt, virt.Explanation(), errText(err))
+		}
+	}
+	spec := c.opts.ConsoleInput
+	if spec == "" {
+		spec = "none"
+	}
+	in, err := console.Open(spec, console.Options{Sink: m.Console().Receive, Quit: m.Stop, Stdin: os.Stdin})
+	if err != nil {
+		return fault("Failed to start the microVM: %v%s", err, errText(m.Close()))
+	}
+	c.m, c.started = m, true
+	c.log.Infof("Successfully started microvm")
+	go c.run(m, in)
+	return nil
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return " (and: " + err.Error() + ")"
+}
+
+// run runs the machine to its end, writes metrics every MetricsPeriod
+// meanwhile, and reports the outcome.
+func (c *Controller) run(m *machine.Machine, in *console.Input) {
+	select {
+	case <-c.stopped: // Stop came while InstanceStart was building
+		m.Stop()
+	default:
+	}
+	tick := time.NewTicker(MetricsPeriod)
+	ran := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-tick.C:
+				c.mu.Lock()
+				if err := c.flushMetrics(); err != nil {
+					c.log.Warnf("periodic metrics: %v", err)
+				}
+				c.mu.Unlock()
+			case <-ran:
+				return
+			}
+		}
+	}()
+	action, err := m.Run()
+	close(ran)
+	tick.Stop()
+	errs := []error{err, in.Close()}
+	c.mu.Lock()
+	if ferr := c.flushMetrics(); ferr != nil {
+		c.log.Warnf("final metrics: %v", ferr)
+	}
+	errs = append(errs, m.Close())
+	c.mu.Unlock()
+	if err == nil {
+		c.log.Infof("guest asked to %v: the VMM exits", action)
+	} else {
+		c.log.Errorf("the microVM stopped: %v", err)
+	}
+	c.done <- Outcome{Action: action, Err: errors.Join(errs...)}
+}
+
+// Resources returns the configuration, for tests and the config file.
+func (c *Controller) Resources() *VMResources {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.res
+}
