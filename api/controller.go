@@ -66,7 +66,8 @@ type Controller struct {
 	logCfg  *Logger
 	metCfg  *Metrics
 
-	done     chan Outcome
+	done     chan struct{} // closed when the run ended; outcome is set then
+	outcome  Outcome
 	stopOnce sync.Once
 	stopped  chan struct{}
 }
@@ -74,7 +75,7 @@ type Controller struct {
 // NewController returns a controller for a VM not yet started.
 func NewController(opts Options) *Controller {
 	c := &Controller{opts: opts, res: NewVMResources(), log: opts.Log, metrics: opts.Metrics,
-		done: make(chan Outcome, 1), stopped: make(chan struct{})}
+		done: make(chan struct{}), stopped: make(chan struct{})}
 	if c.log == nil {
 		c.log = NewLog(opts.ID, nil, LevelOff)
 	}
@@ -87,9 +88,15 @@ func NewController(opts Options) *Controller {
 	return c
 }
 
-// Done delivers the VM's outcome once it stops running; nothing comes
-// before InstanceStart succeeds.
-func (c *Controller) Done() <-chan Outcome { return c.done }
+// Done is closed when the VM stopped running (never before
+// InstanceStart succeeded); Outcome then says how.
+func (c *Controller) Done() <-chan struct{} { return c.done }
+
+// Outcome is how the run ended; valid once Done is closed.
+func (c *Controller) Outcome() Outcome {
+	<-c.done
+	return c.outcome
+}
 
 // Stop ends a running VM (Run returns machine.ErrStopped) and keeps a
 // later InstanceStart from booting one.
@@ -322,7 +329,8 @@ func (c *Controller) run(m *machine.Machine, in *console.Input) {
 	} else {
 		c.log.Errorf("the microVM stopped: %v", err)
 	}
-	c.done <- Outcome{Action: action, Err: errors.Join(errs...)}
+	c.outcome = Outcome{Action: action, Err: errors.Join(errs...)}
+	close(c.done)
 }
 
 // Resources returns the configuration, for tests and the config file.

@@ -326,7 +326,8 @@ func (r fcRun) serve() int {
 			if ctl.State() == api.StateNotStarted {
 				return signalStatus(sig)
 			}
-		case out := <-ctl.Done():
+		case <-ctl.Done():
+			out := ctl.Outcome()
 			switch {
 			case stoppedBy != nil:
 				return signalStatus(stoppedBy)

@@ -1,0 +1,208 @@
+package api
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseRequest(t *testing.T) {
+	u8 := func(v uint8) *uint8 { return &v }
+	for _, tc := range []struct {
+		name, method, path, body string
+		want                     Request
+		err                      string // substring of the fault message
+	}{
+		{"instance info", "GET", "/", "", GetInstanceInfo{}, ""},
+		{"version", "GET", "/version", "", GetVersion{}, ""},
+		{"get machine config", "GET", "/machine-config", "", GetMachineConfig{}, ""},
+		{"vm config", "GET", "/vm/config", "", GetVMConfig{}, ""},
+		{"GET with body", "GET", "/", "{}", nil, "GET request cannot have a body."},
+		{"empty PUT", "PUT", "/machine-config", "", nil, "Empty PUT request."},
+		{"empty PATCH", "PATCH", "/machine-config", "", nil, "Empty PATCH request."},
+		{"unknown path", "GET", "/nope", "", nil, "Invalid request method and/or path: GET /nope."},
+		{"unknown method", "DELETE", "/drives/a", "", nil, "Invalid request method and/or path: DELETE /drives/a."},
+		{"too deep", "PUT", "/drives/a/b", `{}`, nil, "Invalid request method and/or path"},
+		{"machine config", "PUT", "/machine-config", `{"vcpu_count": 2, "mem_size_mib": 256, "smt": true}`,
+			PutMachineConfig{MachineConfig{VCPUCount: 2, MemSizeMiB: 256, SMT: true}}, ""},
+		{"machine config missing mem", "PUT", "/machine-config", `{"vcpu_count": 2}`, nil, "missing field `mem_size_mib`"},
+		{"machine config wrong type", "PUT", "/machine-config", `{"vcpu_count": "2", "mem_size_mib": 256}`, nil, "deserializing the json body"},
+		{"machine config vcpus over u8", "PUT", "/machine-config", `{"vcpu_count": 256, "mem_size_mib": 256}`, nil, "deserializing"},
+		{"machine config unknown field", "PUT", "/machine-config", `{"vcpu_count": 1, "mem_size_mib": 256, "cpus": 1}`, nil, `unknown field "cpus"`},
+		{"machine config trailing", "PUT", "/machine-config", `{"vcpu_count": 1, "mem_size_mib": 256} {}`, nil, "trailing data"},
+		{"machine config not json", "PUT", "/machine-config", `vcpu_count=1`, nil, "deserializing"},
+		{"patch machine config", "PATCH", "/machine-config", `{"vcpu_count": 4}`, PatchMachineConfig{MachineConfigUpdate{VCPUCount: u8(4)}}, ""},
+		{"patch machine config empty", "PATCH", "/machine-config", `{}`, nil, "Empty PATCH request."},
+		{"boot source", "PUT", "/boot-source", `{"kernel_image_path": "/k"}`, PutBootSource{BootSource{KernelImagePath: "/k"}}, ""},
+		{"drive", "PUT", "/drives/rootfs", `{"drive_id": "rootfs", "path_on_host": "/d", "is_root_device": true, "is_read_only": false}`,
+			PutDrive{Drive{DriveID: "rootfs", PathOnHost: "/d", IsRootDevice: true, CacheType: "Unsafe", IOEngine: "Sync"}}, ""},
+		{"drive id mismatch", "PUT", "/drives/a", `{"drive_id": "b", "path_on_host": "/d", "is_root_device": false}`, nil, msgIDMismatch},
+		{"drive empty id", "PUT", "/drives/", `{"drive_id": "", "path_on_host": "/d", "is_root_device": false}`, nil, msgEmptyID},
+		{"drive bad id", "PUT", "/drives/a-b", `{"drive_id": "a-b", "path_on_host": "/d", "is_root_device": false}`, nil, msgInvalidID},
+		{"drive missing root flag", "PUT", "/drives/a", `{"drive_id": "a", "path_on_host": "/d"}`, nil, "missing field `is_root_device`"},
+		{"drive bad cache", "PUT", "/drives/a", `{"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "cache_type": "Fast"}`, nil, "unknown variant `Fast`"},
+		{"drive unlimited limiter", "PUT", "/drives/a", `{"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "rate_limiter": {"bandwidth": {"size": 0, "refill_time": 100}}}`,
+			PutDrive{Drive{DriveID: "a", PathOnHost: "/d", CacheType: "Unsafe", IOEngine: "Sync",
+				RateLimiter: &RateLimiter{Bandwidth: &TokenBucket{Size: new(uint64), RefillTime: ptr(uint64(100))}}}}, ""},
+		{"drive limiting limiter", "PUT", "/drives/a", `{"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "rate_limiter": {"ops": {"size": 100, "refill_time": 1000}}}`, nil, "rate limiters are not supported yet"},
+		{"drive limiter missing size", "PUT", "/drives/a", `{"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "rate_limiter": {"ops": {"refill_time": 1000}}}`, nil, "missing field `size`"},
+		{"patch drive", "PATCH", "/drives/a", `{"drive_id": "a", "path_on_host": "/e"}`, PatchDrive{DriveUpdate{DriveID: "a", PathOnHost: ptr("/e")}}, ""},
+		{"patch drive other field", "PATCH", "/drives/a", `{"drive_id": "a", "is_read_only": true}`, nil, `unknown field "is_read_only"`},
+		{"net", "PUT", "/network-interfaces/eth0", `{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"}`,
+			PutNetworkInterface{NetworkInterface{IfaceID: "eth0", HostDevName: "tap0", GuestMAC: "06:00:AC:10:00:02"}}, ""},
+		{"net id mismatch", "PUT", "/network-interfaces/eth0", `{"iface_id": "eth1", "host_dev_name": "tap0"}`, nil, msgIDMismatch},
+		{"net no tap", "PUT", "/network-interfaces/eth0", `{"iface_id": "eth0"}`, nil, "missing field `host_dev_name`"},
+		{"net limiter", "PUT", "/network-interfaces/eth0", `{"iface_id": "eth0", "host_dev_name": "tap0", "tx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 10}}}`, nil, "tx_rate_limiter"},
+		{"logger", "PUT", "/logger", `{"log_path": "/l", "level": "debug", "show_level": true}`, PutLogger{Logger{LogPath: ptr("/l"), Level: ptr("debug"), ShowLevel: ptr(true)}}, ""},
+		{"logger bad level", "PUT", "/logger", `{"level": "loud"}`, nil, "Invalid value for logger level"},
+		{"metrics", "PUT", "/metrics", `{"metrics_path": "/m"}`, PutMetrics{Metrics{MetricsPath: "/m"}}, ""},
+		{"metrics missing path", "PUT", "/metrics", `{}`, nil, "missing field `metrics_path`"},
+		{"start", "PUT", "/actions", `{"action_type": "InstanceStart"}`, InstanceStart{}, ""},
+		{"flush", "PUT", "/actions", `{"action_type": "FlushMetrics"}`, FlushMetrics{}, ""},
+		{"ctrl-alt-del", "PUT", "/actions", `{"action_type": "SendCtrlAltDel"}`, SendCtrlAltDel{}, ""},
+		{"unknown action", "PUT", "/actions", `{"action_type": "Reboot"}`, nil, "unknown variant `Reboot`"},
+		{"action wrong type", "PUT", "/actions", `{"action_type": 1}`, nil, "deserializing"},
+		{"vsock", "PUT", "/vsock", `{"guest_cid": 3, "uds_path": "/v"}`, Unsupported{"vsock devices are not supported yet"}, ""},
+		{"entropy", "PUT", "/entropy", `{}`, Unsupported{"entropy (virtio-rng) devices are not supported yet"}, ""},
+		{"balloon", "GET", "/balloon/statistics", "", Unsupported{"balloon devices are not supported yet"}, ""},
+		{"pause", "PATCH", "/vm", `{"state": "Paused"}`, Unsupported{"pausing and resuming the microVM is not supported yet (it comes with snapshots)"}, ""},
+		{"snapshot create", "PUT", "/snapshot/create", `{}`, Unsupported{"snapshots are not supported yet"}, ""},
+		{"snapshot load", "PUT", "/snapshot/load", `{}`, Unsupported{"snapshots are not supported yet"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var body []byte
+			if tc.body != "" {
+				body = []byte(tc.body)
+			}
+			got, err := ParseRequest(tc.method, tc.path, body)
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.True(t, errors.Is(err, ErrBadRequest), "a client error: %v", err)
+				assert.Contains(t, err.Error(), tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestMachineConfigValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  MachineConfig
+		err  string
+	}{
+		{"default", MachineConfig{VCPUCount: 1, MemSizeMiB: 128}, ""},
+		{"zero vcpus", MachineConfig{VCPUCount: 0, MemSizeMiB: 128}, "number of vCPUs"},
+		{"33 vcpus", MachineConfig{VCPUCount: 33, MemSizeMiB: 128}, "number of vCPUs"},
+		{"32 vcpus", MachineConfig{VCPUCount: 32, MemSizeMiB: 128}, ""},
+		{"smt odd", MachineConfig{VCPUCount: 3, MemSizeMiB: 128, SMT: true}, "1 or an even number"},
+		{"smt even", MachineConfig{VCPUCount: 4, MemSizeMiB: 128, SMT: true}, ""},
+		{"smt one", MachineConfig{VCPUCount: 1, MemSizeMiB: 128, SMT: true}, ""},
+		{"zero memory", MachineConfig{VCPUCount: 1, MemSizeMiB: 0}, "memory size (MiB) is either 0"},
+		{"tiny memory", MachineConfig{VCPUCount: 1, MemSizeMiB: 8}, "vmm supports 16 MiB"},
+		{"huge pages 2M", MachineConfig{VCPUCount: 1, MemSizeMiB: 128, HugePages: "2M"}, "not supported yet"},
+		{"huge pages bad", MachineConfig{VCPUCount: 1, MemSizeMiB: 128, HugePages: "1G"}, "unknown variant `1G`"},
+		{"cpu template", MachineConfig{VCPUCount: 1, MemSizeMiB: 128, CPUTemplate: "T2"}, "CPU templates"},
+		{"dirty pages", MachineConfig{VCPUCount: 1, MemSizeMiB: 128, TrackDirtyPages: true}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewVMResources()
+			before := r.Machine
+			err := r.SetMachineConfig(tc.cfg)
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+				assert.Equal(t, before, r.Machine, "unchanged on error")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.cfg.VCPUCount, r.Machine.VCPUCount)
+			assert.Equal(t, "None", r.Machine.HugePages)
+		})
+	}
+	// PATCH checks the combination with what is already set.
+	r := NewVMResources()
+	require.NoError(t, r.SetMachineConfig(MachineConfig{VCPUCount: 3, MemSizeMiB: 128}))
+	assert.ErrorContains(t, r.UpdateMachineConfig(MachineConfigUpdate{SMT: ptr(true)}), "1 or an even number")
+	require.NoError(t, r.UpdateMachineConfig(MachineConfigUpdate{MemSizeMiB: ptr(uint64(256))}))
+	assert.Equal(t, MachineConfig{VCPUCount: 3, MemSizeMiB: 256, HugePages: "None"}, r.Machine)
+}
+
+func tempFile(t *testing.T, name string, size int) string {
+	t.Helper()
+	p := t.TempDir() + "/" + name
+	require.NoError(t, writeFile(p, size))
+	return p
+}
+
+func TestDrivesAndCommandLine(t *testing.T) {
+	a, b, root := tempFile(t, "a.img", 4096), tempFile(t, "b.img", 4096), tempFile(t, "root.img", 4096)
+	kernel := tempFile(t, "vmlinux", 64)
+	r := NewVMResources()
+	require.NoError(t, r.SetBootSource(BootSource{KernelImagePath: kernel, BootArgs: ptr("console=ttyS0")}))
+	require.NoError(t, r.InsertDrive(Drive{DriveID: "a", PathOnHost: a}))
+	require.NoError(t, r.InsertDrive(Drive{DriveID: "b", PathOnHost: b, IsReadOnly: true}))
+	require.NoError(t, r.InsertDrive(Drive{DriveID: "root", PathOnHost: root, IsRootDevice: true, IsReadOnly: true}))
+	assert.ErrorContains(t, r.InsertDrive(Drive{DriveID: "c", PathOnHost: a, IsRootDevice: true}), "A root block device already exists!")
+	assert.ErrorContains(t, r.InsertDrive(Drive{DriveID: "d", PathOnHost: "/nonexistent/d.img"}), "no such file")
+
+	cfg, err := r.MachineConfig()
+	require.NoError(t, err)
+	require.Len(t, cfg.Disks, 3)
+	assert.Equal(t, root, cfg.Disks[0].Path, "the root drive is /dev/vda")
+	assert.True(t, cfg.Disks[0].ReadOnly)
+	assert.Equal(t, a, cfg.Disks[1].Path)
+	assert.Equal(t, b, cfg.Disks[2].Path)
+	assert.Equal(t, "console=ttyS0 root=/dev/vda ro", cfg.Cmdline)
+	assert.Equal(t, 1, cfg.CPUs)
+	assert.Equal(t, uint64(128<<20), cfg.Memory)
+
+	// Replacing a drive keeps its place; a partuuid names the root.
+	require.NoError(t, r.InsertDrive(Drive{DriveID: "root", PathOnHost: root, IsRootDevice: true, PartUUID: "1234-01"}))
+	cfg, err = r.MachineConfig()
+	require.NoError(t, err)
+	assert.Equal(t, "console=ttyS0 root=PARTUUID=1234-01 rw", cfg.Cmdline)
+	assert.Len(t, cfg.Disks, 3)
+
+	// A drive that becomes root moves to the front.
+	r2 := NewVMResources()
+	require.NoError(t, r2.SetBootSource(BootSource{KernelImagePath: kernel}))
+	require.NoError(t, r2.InsertDrive(Drive{DriveID: "a", PathOnHost: a}))
+	require.NoError(t, r2.InsertDrive(Drive{DriveID: "b", PathOnHost: b}))
+	require.NoError(t, r2.InsertDrive(Drive{DriveID: "b", PathOnHost: b, IsRootDevice: true}))
+	cfg, err = r2.MachineConfig()
+	require.NoError(t, err)
+	assert.Equal(t, b, cfg.Disks[0].Path)
+	assert.Equal(t, DefaultBootArgs+" root=/dev/vda rw", cfg.Cmdline, "Firecracker's default boot args")
+}
+
+func TestBootSourceOpensFiles(t *testing.T) {
+	r := NewVMResources()
+	err := r.SetBootSource(BootSource{KernelImagePath: "/nonexistent/vmlinux"})
+	assert.ErrorContains(t, err, "The kernel file cannot be opened")
+	kernel := tempFile(t, "vmlinux", 64)
+	err = r.SetBootSource(BootSource{KernelImagePath: kernel, InitrdPath: ptr("/nonexistent/initrd")})
+	assert.ErrorContains(t, err, "The initrd file cannot be opened")
+	assert.Nil(t, r.Boot)
+	_, err = r.MachineConfig()
+	assert.ErrorContains(t, err, "without kernel configuration")
+}
+
+func TestNetworkInterfaces(t *testing.T) {
+	r := NewVMResources()
+	require.NoError(t, r.InsertNetworkInterface(NetworkInterface{IfaceID: "eth0", HostDevName: "tap0", GuestMAC: "06:00:ac:10:00:02"}))
+	assert.ErrorContains(t, r.InsertNetworkInterface(NetworkInterface{IfaceID: "eth1", HostDevName: "tap0"}), "The host device name tap0 is already in use.")
+	assert.ErrorContains(t, r.InsertNetworkInterface(NetworkInterface{IfaceID: "eth1", HostDevName: "tap1", GuestMAC: "06:00:AC:10:00:02"}), "The MAC address is already in use")
+	assert.ErrorContains(t, r.InsertNetworkInterface(NetworkInterface{IfaceID: "eth1", HostDevName: "tap1", GuestMAC: "01:00:00:00:00:01"}), "multicast")
+	assert.ErrorContains(t, r.InsertNetworkInterface(NetworkInterface{IfaceID: "eth1", HostDevName: "tap1", GuestMAC: "nope"}), "invalid MAC")
+	assert.ErrorContains(t, r.InsertNetworkInterface(NetworkInterface{IfaceID: "eth1", HostDevName: strings.Repeat("t", 16)}), "1 to 15 characters")
+	require.NoError(t, r.InsertNetworkInterface(NetworkInterface{IfaceID: "eth0", HostDevName: "tap9"}), "replace by ID")
+	assert.Len(t, r.NICs, 1)
+}
