@@ -273,8 +273,10 @@ func (r fcRun) serve() int {
 	defer metrics.Close()
 	ctl := api.NewController(api.Options{ID: r.id, Version: FirecrackerVersion, Console: r.console,
 		ConsoleInput: r.consoleInput, AllowEmulated: r.allowEmulated, Log: log, Metrics: metrics})
-	if err := ctl.ConfigureLogger(r.logger); err != nil {
-		return fail(exitGenericError, err)
+	if r.logger != (api.Logger{}) {
+		if err := ctl.ConfigureLogger(r.logger); err != nil {
+			return fail(exitGenericError, err)
+		}
 	}
 	if r.metricsPath != "" {
 		if err := metrics.Configure(r.metricsPath); err != nil {
