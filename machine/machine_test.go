@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmm-dev/vmm/boot"
+	"github.com/vmm-dev/vmm/firmware"
 	"github.com/vmm-dev/vmm/memory"
 )
 
@@ -84,4 +85,22 @@ func TestNewRejectsBadKernels(t *testing.T) {
 
 	_, err = New(Config{Kernel: text, Disks: []Disk{{Path: filepath.Join(dir, "no-disk.img")}}})
 	require.True(t, errors.Is(err, os.ErrNotExist), "%v", err)
+}
+
+// The reset vector is the top of the BIOS area: the ACPI tables end below
+// it, and the guest's e820 map reserves it, so Linux never takes it for RAM.
+func TestResetVectorIsReservedAndClearOfACPI(t *testing.T) {
+	assert.LessOrEqual(t, uint64(acpiTableEnd), uint64(firmware.ResetVectorAddr))
+	mem, err := memory.New(memory.MinSize)
+	require.NoError(t, err)
+	defer mem.Close()
+	start, end := firmware.ResetVectorAddr, firmware.ResetVectorAddr+firmware.ResetVectorSize
+	reserved := false
+	for _, e := range boot.E820Map(mem) {
+		if e.Addr < end && start < e.End() {
+			require.Equal(t, boot.E820Reserved, e.Type, "e820 entry %+v covers the reset vector", e)
+			reserved = reserved || (e.Addr <= start && end <= e.End())
+		}
+	}
+	assert.True(t, reserved, "no e820 entry covers the reset vector")
 }

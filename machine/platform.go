@@ -8,11 +8,12 @@ import (
 	"github.com/vmm-dev/vmm/devices/power"
 	"github.com/vmm-dev/vmm/devices/rtc"
 	"github.com/vmm-dev/vmm/devices/serial"
+	"github.com/vmm-dev/vmm/firmware"
 )
 
 // addPlatformDevices attaches what every VM has: COM1, the i8042 reset
-// line, the boot-progress port, the CMOS clock and the ACPI power
-// registers.
+// line, the boot-progress port, the CMOS clock, the ACPI power registers
+// and the reset control register at 0xcf9.
 func (m *Machine) addPlatformDevices() error {
 	irq, err := m.newIRQLine(com1GSI)
 	if err != nil {
@@ -35,6 +36,7 @@ func (m *Machine) addPlatformDevices() error {
 		{"boot-progress port", progressPort, 1, m.progress},
 		{"CMOS RTC", rtc.Base, rtc.Ports, rtc.New()},
 		{"ACPI power registers", pm.Base(), pm.Len(), pm},
+		{"reset control register", power.ResetControlPort, 1, power.NewResetControl(m.power)},
 	} {
 		if err := m.pio.Register(d.name, d.base, d.size, d.dev); err != nil {
 			return err
@@ -43,10 +45,13 @@ func (m *Machine) addPlatformDevices() error {
 	return nil
 }
 
-// writeFirmwareTables writes the ACPI tables, with the RSDP at
-// acpiTableBase, where the boot protocol was told it is (with NoACPI,
-// nothing: boot writes the MP table).
+// writeFirmwareTables writes the reset vector and the ACPI tables, with
+// the RSDP at acpiTableBase, where the boot protocol was told it is (with
+// NoACPI, no tables: boot writes the MP table).
 func (m *Machine) writeFirmwareTables(virtio []virtioSlot) error {
+	if err := firmware.Write(m.mem); err != nil {
+		return err
+	}
 	if m.cfg.NoACPI {
 		return nil
 	}
