@@ -6,20 +6,23 @@ import (
 	"github.com/vmm-dev/vmm/acpi"
 	"github.com/vmm-dev/vmm/devices/i8042"
 	"github.com/vmm-dev/vmm/devices/power"
+	"github.com/vmm-dev/vmm/devices/pvpanic"
 	"github.com/vmm-dev/vmm/devices/rtc"
 	"github.com/vmm-dev/vmm/devices/serial"
 	"github.com/vmm-dev/vmm/firmware"
 )
 
 // addPlatformDevices attaches what every VM has: COM1, the i8042 reset
-// line, the boot-progress port, the CMOS clock, the ACPI power registers
-// and the reset control register at 0xcf9.
+// line, the boot-progress port, the CMOS clock, the ACPI power registers,
+// the reset control register at 0xcf9 and the pvpanic device.
 func (m *Machine) addPlatformDevices() error {
 	irq, err := m.newIRQLine(com1GSI)
 	if err != nil {
 		return fmt.Errorf("COM1: %w", err)
 	}
 	m.panics = newPanicWatch(m.cfg.Console)
+	m.panics.onBanner = m.onConsolePanic
+	m.onClose(m.stopPanicTimer)
 	m.uart = serial.New(m.panics, irq)
 	m.progress = i8042.NewProgressPort(m.cfg.Progress)
 	pm := power.New(power.DefaultRegisters, m.power)
@@ -37,6 +40,7 @@ func (m *Machine) addPlatformDevices() error {
 		{"CMOS RTC", rtc.Base, rtc.Ports, rtc.New()},
 		{"ACPI power registers", pm.Base(), pm.Len(), pm},
 		{"reset control register", power.ResetControlPort, 1, power.NewResetControl(m.power)},
+		{"pvpanic", pvpanic.Port, 1, pvpanic.New(m.onPVPanic)},
 	} {
 		if err := m.pio.Register(d.name, d.base, d.size, d.dev); err != nil {
 			return err
@@ -56,12 +60,13 @@ func (m *Machine) writeFirmwareTables(virtio []virtioSlot) error {
 		return nil
 	}
 	cfg := acpi.Config{
-		CPUs:       m.cfg.CPUs,
-		IOAPICAddr: ioapicAddr,
-		IOAPICID:   uint8(m.cfg.CPUs),
-		SerialPort: com1Port,
-		SerialIRQ:  com1GSI,
-		Power:      power.DefaultRegisters,
+		CPUs:        m.cfg.CPUs,
+		IOAPICAddr:  ioapicAddr,
+		IOAPICID:    uint8(m.cfg.CPUs),
+		SerialPort:  com1Port,
+		SerialIRQ:   com1GSI,
+		Power:       power.DefaultRegisters,
+		PVPanicPort: pvpanic.Port,
 	}
 	for _, s := range virtio {
 		cfg.VirtioMMIO = append(cfg.VirtioMMIO, acpi.VirtioMMIO{Base: s.Base, Size: s.Size, GSI: s.GSI})

@@ -9,7 +9,7 @@ import (
 )
 
 // Guest command lines. $GUEST_CMDLINE is sandbox.DefaultGuestCmdline
-// ("console=ttyS0 reboot=k panic=1"); vmmtest=NAME selects the guest script.
+// ("console=ttyS0 panic=1"); vmmtest=NAME selects the guest script.
 const (
 	guestCmdline = "$GUEST_CMDLINE"
 	// guestPanicCmdline keeps panic=1: after a panic the guest kernel
