@@ -60,14 +60,14 @@ func (m *Machine) writeFirmwareTables(virtio []virtioSlot) error {
 		return nil
 	}
 	cfg := acpi.Config{
-		CPUs:        m.cfg.CPUs,
-		IOAPICAddr:  ioapicAddr,
-		IOAPICID:    uint8(m.cfg.CPUs),
-		SerialPort:  com1Port,
-		SerialIRQ:   com1GSI,
-		Power:       power.DefaultRegisters,
-		PVPanicPort: pvpanic.Port,
+		CPUs:       m.cfg.CPUs,
+		IOAPICAddr: ioapicAddr,
+		IOAPICID:   uint8(m.cfg.CPUs),
+		SerialPort: com1Port,
+		SerialIRQ:  com1GSI,
+		Power:      power.DefaultRegisters,
 	}
+	cfg.PVPanicPort = pvpanic.Port
 	for _, s := range virtio {
 		cfg.VirtioMMIO = append(cfg.VirtioMMIO, acpi.VirtioMMIO{Base: s.Base, Size: s.Size, GSI: s.GSI})
 	}
