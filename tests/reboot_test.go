@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -34,15 +35,15 @@ import (
 var rebootMethods = []struct {
 	name   string
 	option string // reboot= option, "" for none
-	port   string // the port the reset went through, as --stats prints it
+	port   uint16 // the port the reset went through
 }{
-	{"default", "", "0x0cf9"},
-	{"a", "reboot=a", "0x0604"},
-	{"k", "reboot=k", "0x0064"},
-	{"p", "reboot=p", "0x0cf9"},
-	{"q", "reboot=q", "0x0604"},
-	{"b", "reboot=b", "0x0cf9"},
-	{"e", "reboot=e", "0x0cf9"},
+	{"default", "", 0xcf9},
+	{"a", "reboot=a", 0x604},
+	{"k", "reboot=k", 0x64},
+	{"p", "reboot=p", 0xcf9},
+	{"q", "reboot=q", 0x604},
+	{"b", "reboot=b", 0xcf9},
+	{"e", "reboot=e", 0xcf9},
 }
 
 // panicCases: a guest kernel panic ends vmm with status 1 and the panic on
@@ -120,16 +121,18 @@ echo "vmm guest: reboot -f did not stop the VM"
 	}(),
 }
 
-// requireResetThrough checks the step's --stats: the guest wrote the port
-// it was meant to reset through.
-func requireResetThrough(t *testing.T, s *sandbox.Step, port string) {
+// requireResetThrough checks the step's --stats: the guest accessed the
+// port it was meant to reset through ("port I/O exits by port:" lists
+// each as "  %#06x COUNT", vcpu/stats.go).
+func requireResetThrough(t *testing.T, s *sandbox.Step, port uint16) {
 	t.Helper()
+	want := fmt.Sprintf("%#06x", port)
 	for _, l := range s.Console {
-		if f := strings.Fields(l.Text); len(f) == 2 && f[0] == port {
+		if f := strings.Fields(l.Text); len(f) == 2 && f[0] == want {
 			return
 		}
 	}
-	require.Fail(t, "no port I/O exits at "+port+" in --stats", s.Describe())
+	require.Fail(t, "no port I/O exits at "+want+" in --stats", s.Describe())
 }
 
 func TestRebootMatrix(t *testing.T) {
@@ -150,7 +153,7 @@ func TestRebootBusyboxInit(t *testing.T) {
 	requireCleanExit(t, s, "vmm guest: plain reboot")
 	require.True(t, s.Contains("vmm guest: busybox init shutting down"), s.Describe())
 	require.True(t, s.Contains("reboot: Restarting system"), s.Describe())
-	requireResetThrough(t, s, "0x0cf9")
+	requireResetThrough(t, s, 0xcf9)
 }
 
 func TestGuestPanicMatrix(t *testing.T) {
