@@ -42,6 +42,9 @@ type Config struct {
 	VirtioMMIO []VirtioMMIO
 	// Power holds the ports of the power device (devices/power).
 	Power power.Registers
+	// PVPanicPort is the I/O port of the pvpanic device (devices/pvpanic),
+	// announced as \_SB_.PVPN, _HID "QEMU0001"; 0 leaves it out.
+	PVPanicPort uint16
 }
 
 // Limits of what the tables describe.

@@ -27,7 +27,8 @@ func testConfig() Config {
 			{Base: 0xd000_0000, Size: 0x1000, GSI: 5},
 			{Base: 0xd000_1000, Size: 0x1000, GSI: 6},
 		},
-		Power: power.DefaultRegisters,
+		Power:       power.DefaultRegisters,
+		PVPanicPort: 0x505,
 	}
 }
 
@@ -259,7 +260,7 @@ func TestMADT(t *testing.T) {
 func TestDSDTContents(t *testing.T) {
 	_, tb := writeTables(t, testConfig())
 	aml := tb.dsdt[36:]
-	for _, want := range []string{"_SB_", "COM1", "VR00", "VR01", "LNRO0005", "_S5_", "_CRS", "_HID", "_UID"} {
+	for _, want := range []string{"_SB_", "COM1", "VR00", "VR01", "LNRO0005", "PVPN", "QEMU0001", "_S5_", "_CRS", "_HID", "_UID"} {
 		assert.Contains(t, string(aml), want)
 	}
 	assert.NotContains(t, string(aml), "VR02")
@@ -272,8 +273,10 @@ func TestDSDTWithoutSerial(t *testing.T) {
 	cfg := testConfig()
 	cfg.SerialPort = 0
 	cfg.VirtioMMIO = nil
+	cfg.PVPanicPort = 0
 	_, tb := writeTables(t, cfg)
 	assert.NotContains(t, string(tb.dsdt), "COM1")
+	assert.NotContains(t, string(tb.dsdt), "QEMU0001")
 	assert.NotContains(t, string(tb.dsdt), "LNRO0005")
 	assert.Contains(t, string(tb.dsdt), "_S5_")
 }

@@ -16,6 +16,9 @@ const serialPorts = 8
 // virtioMMIOHID is the _HID Linux's virtio_mmio driver matches on.
 const virtioMMIOHID = "LNRO0005"
 
+// pvpanicHID is the _HID Linux's pvpanic-mmio driver matches on.
+const pvpanicHID = "QEMU0001"
+
 // virtioName is the DSDT name of the i-th virtio-mmio device: VR00-VR99.
 func virtioName(i int) string { return fmt.Sprintf("VR%02d", i) }
 
@@ -47,6 +50,17 @@ func buildDSDT(cfg Config) ([]byte, error) {
 			aml.Name{Name: "_CRS", Value: aml.ResourceTemplate{
 				aml.Memory32Fixed{Writable: true, Base: uint32(v.Base), Length: v.Size},
 				aml.Interrupt{GSIs: []uint32{v.GSI}},
+			}},
+		}})
+	}
+	if cfg.PVPanicPort != 0 {
+		// Linux's pvpanic-mmio binds to this _HID and takes its register
+		// from the first I/O or memory resource.
+		devs = append(devs, aml.Device{Name: "PVPN", Terms: []aml.Term{
+			aml.Name{Name: "_HID", Value: aml.String(pvpanicHID)},
+			aml.Name{Name: "_UID", Value: aml.Integer(0)},
+			aml.Name{Name: "_CRS", Value: aml.ResourceTemplate{
+				aml.IOPort{Decode16: true, Min: cfg.PVPanicPort, Max: cfg.PVPanicPort, Alignment: 1, Length: 1},
 			}},
 		}})
 	}

@@ -3,6 +3,8 @@ package machine
 import (
 	"fmt"
 	"strings"
+
+	"github.com/vmm-dev/vmm/firmware"
 )
 
 // Platform wiring: where each device lives and which GSI it raises. The
@@ -16,7 +18,9 @@ const (
 	progressPort  = 0x80
 	ioapicAddr    = 0xfec0_0000
 	acpiTableBase = 0x000e_0000
-	acpiTableEnd  = 0x0010_0000
+	// The tables end below the reset vector (package firmware), the top
+	// 16 bytes of the BIOS area.
+	acpiTableEnd = firmware.ResetVectorAddr
 
 	virtioMMIOBase   = 0xd000_0000
 	virtioMMIOStride = 0x1000

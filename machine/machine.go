@@ -20,8 +20,9 @@ import (
 var (
 	// ErrStopped: Stop was called (the user quit, or a signal arrived).
 	ErrStopped = errors.New("VM stopped by the host")
-	// ErrGuestPanic: the guest kernel panicked (its console said so)
-	// and then reset or halted.
+	// ErrGuestPanic: the guest kernel panicked: its pvpanic device said
+	// so, or its console did and it then reset, powered off or stayed
+	// halted (panicwatch.go).
 	ErrGuestPanic = errors.New("guest kernel panicked")
 )
 
@@ -37,6 +38,7 @@ type Machine struct {
 	uart     *serial.UART
 	progress *i8042.ProgressPort
 	panics   *panicWatch
+	panicked panicState
 	Image    *boot.Image
 
 	closers []func() error // undone in reverse order by Close
@@ -264,8 +266,8 @@ func (m *Machine) Run() (devices.PowerAction, error) {
 	}
 	wg.Wait()
 	end := m.end
-	if end.err == nil && m.panics.seen() {
-		end.err = fmt.Errorf("%w (guest asked to %v after the panic)", ErrGuestPanic, end.action)
+	if end.err == nil {
+		end.err = m.panicAfter(end.action.String())
 	}
 	return end.action, end.err
 }

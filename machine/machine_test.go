@@ -3,15 +3,20 @@ package machine
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmm-dev/vmm/boot"
+	"github.com/vmm-dev/vmm/devices"
+	"github.com/vmm-dev/vmm/devices/pvpanic"
+	"github.com/vmm-dev/vmm/firmware"
 	"github.com/vmm-dev/vmm/memory"
 )
 
@@ -62,6 +67,8 @@ func TestPanicWatchSeesSplitBanner(t *testing.T) {
 	assert.True(t, w.seen())
 	assert.Equal(t, "[ 1.0] Kernel panic - not syncing: Fatal exception\r\n", out.String())
 
+	assert.Equal(t, "Kernel panic - not syncing: Fatal exception", w.bannerLine())
+
 	quiet := newPanicWatch(&bytes.Buffer{})
 	_, _ = quiet.Write([]byte(strings.Repeat("Kernel pani ", 100)))
 	assert.False(t, quiet.seen())
@@ -84,4 +91,78 @@ func TestNewRejectsBadKernels(t *testing.T) {
 
 	_, err = New(Config{Kernel: text, Disks: []Disk{{Path: filepath.Join(dir, "no-disk.img")}}})
 	require.True(t, errors.Is(err, os.ErrNotExist), "%v", err)
+}
+
+// The reset vector is the top of the BIOS area: the ACPI tables end below
+// it, and the guest's e820 map reserves it, so Linux never takes it for RAM.
+func TestResetVectorIsReservedAndClearOfACPI(t *testing.T) {
+	assert.LessOrEqual(t, uint64(acpiTableEnd), uint64(firmware.ResetVectorAddr))
+	mem, err := memory.New(memory.MinSize)
+	require.NoError(t, err)
+	defer mem.Close()
+	start, end := firmware.ResetVectorAddr, firmware.ResetVectorAddr+firmware.ResetVectorSize
+	reserved := false
+	for _, e := range boot.E820Map(mem) {
+		if e.Addr < end && start < e.End() {
+			require.Equal(t, boot.E820Reserved, e.Type, "e820 entry %+v covers the reset vector", e)
+			reserved = reserved || (e.Addr <= start && end <= e.End())
+		}
+	}
+	assert.True(t, reserved, "no e820 entry covers the reset vector")
+}
+
+func TestPanicWatchKeepsOneBoundedLine(t *testing.T) {
+	w := newPanicWatch(io.Discard)
+	calls := 0
+	w.onBanner = func() { calls++ }
+	_, _ = w.Write([]byte("Kernel panic - not syncing: " + strings.Repeat("x", 500)))
+	_, _ = w.Write([]byte("more\nCPU: 0 PID: 1\nKernel panic - not syncing: again\n"))
+	assert.Equal(t, 1, calls, "onBanner runs once")
+	assert.Len(t, w.bannerLine(), maxPanicLine)
+	assert.True(t, strings.HasPrefix(w.bannerLine(), "Kernel panic - not syncing: xxx"))
+
+	bad := newPanicWatch(io.Discard)
+	_, _ = bad.Write([]byte("Kernel panic - not syncing: \xff\xfe\r\n"))
+	assert.Equal(t, "Kernel panic - not syncing: ?", bad.bannerLine())
+}
+
+// A pvpanic "panicked" ends the run at once, with the console's panic line;
+// "crash kernel loaded" lets the guest run on and makes its end a panic.
+func TestPVPanicEvents(t *testing.T) {
+	m := &Machine{panics: newPanicWatch(io.Discard)}
+	_, _ = m.panics.Write([]byte("[    1.0] Kernel panic - not syncing: sysrq triggered crash\n"))
+	m.onPVPanic(pvpanic.Panicked)
+	require.ErrorIs(t, m.end.err, ErrGuestPanic)
+	assert.Equal(t, "guest kernel panicked (pvpanic: the guest reported a panic): Kernel panic - not syncing: sysrq triggered crash", m.end.err.Error())
+
+	m = &Machine{panics: newPanicWatch(io.Discard)}
+	m.onPVPanic(pvpanic.CrashLoaded)
+	require.NoError(t, m.end.err, "the crash kernel runs")
+	err := m.panicAfter("power off")
+	require.ErrorIs(t, err, ErrGuestPanic)
+	assert.Contains(t, err.Error(), "ran its crash kernel, then asked to power off): no panic message on the console")
+}
+
+// Without pvpanic, a guest that shows the banner and then neither resets
+// nor powers off (panic=0) ends the run after panicGrace.
+func TestConsolePanicEndsTheRun(t *testing.T) {
+	m := &Machine{panics: newPanicWatch(io.Discard)}
+	m.panics.onBanner = m.onConsolePanic
+	defer m.stopPanicTimer()
+	start := time.Now()
+	_, _ = m.panics.Write([]byte("Kernel panic - not syncing: Attempted to kill init!\r\n"))
+	time.Sleep(panicGrace + time.Second)
+	// Once the timer's finish has run, this Do does nothing and makes its
+	// writes visible here.
+	m.endOnce.Do(func() {})
+	assert.GreaterOrEqual(t, time.Since(start), panicGrace)
+	require.ErrorIs(t, m.end.err, ErrGuestPanic)
+	assert.Contains(t, m.end.err.Error(), "did not reset within 2s): Kernel panic - not syncing: Attempted to kill init!")
+
+	// A reset first: Run reports the panic with the guest's request.
+	r := &Machine{panics: newPanicWatch(io.Discard)}
+	_, _ = r.panics.Write([]byte("Kernel panic - not syncing: x\n"))
+	assert.Equal(t, "guest kernel panicked (its console showed a panic, then it asked to reset): Kernel panic - not syncing: x",
+		r.panicAfter(devices.Reset.String()).Error())
+	assert.NoError(t, (&Machine{panics: newPanicWatch(io.Discard)}).panicAfter("reset"))
 }

@@ -6,19 +6,23 @@ import (
 	"github.com/vmm-dev/vmm/acpi"
 	"github.com/vmm-dev/vmm/devices/i8042"
 	"github.com/vmm-dev/vmm/devices/power"
+	"github.com/vmm-dev/vmm/devices/pvpanic"
 	"github.com/vmm-dev/vmm/devices/rtc"
 	"github.com/vmm-dev/vmm/devices/serial"
+	"github.com/vmm-dev/vmm/firmware"
 )
 
 // addPlatformDevices attaches what every VM has: COM1, the i8042 reset
-// line, the boot-progress port, the CMOS clock and the ACPI power
-// registers.
+// line, the boot-progress port, the CMOS clock, the ACPI power registers,
+// the reset control register at 0xcf9 and the pvpanic device.
 func (m *Machine) addPlatformDevices() error {
 	irq, err := m.newIRQLine(com1GSI)
 	if err != nil {
 		return fmt.Errorf("COM1: %w", err)
 	}
 	m.panics = newPanicWatch(m.cfg.Console)
+	m.panics.onBanner = m.onConsolePanic
+	m.onClose(m.stopPanicTimer)
 	m.uart = serial.New(m.panics, irq)
 	m.progress = i8042.NewProgressPort(m.cfg.Progress)
 	pm := power.New(power.DefaultRegisters, m.power)
@@ -35,6 +39,8 @@ func (m *Machine) addPlatformDevices() error {
 		{"boot-progress port", progressPort, 1, m.progress},
 		{"CMOS RTC", rtc.Base, rtc.Ports, rtc.New()},
 		{"ACPI power registers", pm.Base(), pm.Len(), pm},
+		{"reset control register", power.ResetControlPort, 1, power.NewResetControl(m.power)},
+		{"pvpanic", pvpanic.Port, 1, pvpanic.New(m.onPVPanic)},
 	} {
 		if err := m.pio.Register(d.name, d.base, d.size, d.dev); err != nil {
 			return err
@@ -43,10 +49,13 @@ func (m *Machine) addPlatformDevices() error {
 	return nil
 }
 
-// writeFirmwareTables writes the ACPI tables, with the RSDP at
-// acpiTableBase, where the boot protocol was told it is (with NoACPI,
-// nothing: boot writes the MP table).
+// writeFirmwareTables writes the reset vector and the ACPI tables, with
+// the RSDP at acpiTableBase, where the boot protocol was told it is (with
+// NoACPI, no tables: boot writes the MP table).
 func (m *Machine) writeFirmwareTables(virtio []virtioSlot) error {
+	if err := firmware.Write(m.mem); err != nil {
+		return err
+	}
 	if m.cfg.NoACPI {
 		return nil
 	}
@@ -58,6 +67,7 @@ func (m *Machine) writeFirmwareTables(virtio []virtioSlot) error {
 		SerialIRQ:  com1GSI,
 		Power:      power.DefaultRegisters,
 	}
+	cfg.PVPanicPort = pvpanic.Port
 	for _, s := range virtio {
 		cfg.VirtioMMIO = append(cfg.VirtioMMIO, acpi.VirtioMMIO{Base: s.Base, Size: s.Size, GSI: s.GSI})
 	}

@@ -9,15 +9,14 @@ import (
 )
 
 // Guest command lines. $GUEST_CMDLINE is sandbox.DefaultGuestCmdline
-// ("console=ttyS0 reboot=k panic=1"); vmmtest=NAME selects the guest script.
+// ("console=ttyS0 panic=1"); vmmtest=NAME selects the guest script.
 const (
 	guestCmdline = "$GUEST_CMDLINE"
 	// guestPanicCmdline keeps panic=1: after a panic the guest kernel
 	// requests a reset one second later, just like `reboot -f` does. The
-	// vmm therefore has to learn of the panic some other way to exit
-	// non-zero, e.g. a pvpanic device ("QEMU0001" in the DSDT; the guest
-	// initramfs loads pvpanic-mmio.ko) whose crash event arrives before
-	// the reset.
+	// vmm learns of the panic first from its pvpanic device ("QEMU0001"
+	// in the DSDT; the guest initramfs loads pvpanic-mmio.ko); the
+	// reboot group (reboot_test.go) covers the other panic= values.
 	guestPanicCmdline = "$GUEST_CMDLINE panic=1 vmmtest=panic"
 )
 

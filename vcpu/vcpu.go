@@ -67,6 +67,9 @@ type VCPU struct {
 	buses Buses
 	mem   *memory.Memory
 	stats *Stats
+	// last is the latest exit other than an interruption, for the
+	// diagnosis of the next: only the run loop's goroutine touches it.
+	last kvm.Exit
 
 	firstRun atomic.Int64 // unix nanoseconds of the first KVM_RUN, 0 before
 
@@ -154,6 +157,9 @@ func (v *VCPU) Run() (Event, error) {
 		}
 		if done {
 			return ev, nil
+		}
+		if _, ok := exit.(kvm.Interrupted); !ok {
+			v.last = exit
 		}
 	}
 }

@@ -22,8 +22,10 @@ var (
 	ErrLevel1     = errors.New("sandbox: level 1 is not usable")
 )
 
-// DefaultGuestCmdline is $GUEST_CMDLINE: what the reference guest needs.
-const DefaultGuestCmdline = "console=ttyS0 reboot=k panic=1"
+// DefaultGuestCmdline is $GUEST_CMDLINE: what a user types for the
+// reference guest (vmm's own default, machine.DefaultCmdline). No reboot=
+// option: the guest reboots the way Linux picks on this machine.
+const DefaultGuestCmdline = "console=ttyS0 panic=1"
 
 // Scenario describes one sandbox run: a level-1 script (busybox sh) that
 // drives the vmm, usually through run_vmm (see scripts/lib.sh).

@@ -3,8 +3,9 @@
 # Debian's virtio drivers, run the scenario's guest script, power off.
 #
 # Which script runs: "vmmtest=NAME" on the kernel command line selects
-# /scenarios/NAME.sh; without it /scenario.sh runs if present, else the
-# default below. Markers start with "@@GUEST" so the harness can parse them.
+# /scenarios/NAME.sh (in a child shell; a script named init-* runs in this
+# shell, PID 1, so it can exec another init); without it /scenario.sh runs
+# if present, else the default below. Markers start with "@@GUEST" so the harness can parse them.
 export PATH=/bin
 mount -t proc proc /proc
 read -r up _ < /proc/uptime
@@ -47,7 +48,11 @@ for arg in $(cat /proc/cmdline); do
 done
 
 if [ -n "$name" ]; then
-	if [ -f "/scenarios/$name.sh" ]; then
+	if [ -f "/scenarios/$name.sh" ] && [ "${name#init-}" != "$name" ]; then
+		# init-NAME runs in PID 1 itself, so it can exec another init.
+		. "/scenarios/$name.sh"
+		echo "@@GUEST script-done name=$name rc=$?"
+	elif [ -f "/scenarios/$name.sh" ]; then
 		sh "/scenarios/$name.sh"
 		echo "@@GUEST script-done name=$name rc=$?"
 	else
