@@ -19,8 +19,8 @@ type StopState struct {
 	// means the guest ran (or spun, or halted) without exiting to the VMM.
 	// Zero when the stop found the vCPU in the VMM, between two runs.
 	InGuest time.Duration
-	// LastExit names the last exit the VMM handled ("io-out 0x3f8",
-	// "mmio-read 0xd0000070"), and SinceLastExit how long ago it was.
+	// LastExit names the last exit the VMM handled ("port I/O write to
+	// 0x3f8 ..."), and SinceLastExit how long before the stop it was.
 	LastExit      string
 	SinceLastExit time.Duration
 	Regs          kvm.Regs
@@ -61,51 +61,18 @@ func onOff(on bool) string {
 	return "off"
 }
 
-// exitRecord is the last exit the VMM handled, kept without allocating:
-// kind is a constant string, where a port or guest physical address.
-type exitRecord struct {
-	at    time.Time
-	kind  string
-	where uint64
-}
-
-func (r exitRecord) String() string {
-	switch r.kind {
-	case "":
-		return ""
-	case "io-in", "io-out":
-		return fmt.Sprintf("%s port %#x", r.kind, r.where)
-	case "mmio-read", "mmio-write":
-		return fmt.Sprintf("%s %#x", r.kind, r.where)
-	}
-	return r.kind
-}
-
-func recordOf(exit kvm.Exit, at time.Time) (exitRecord, bool) {
-	switch e := exit.(type) {
-	case kvm.Interrupted:
-		return exitRecord{}, false // the kick itself, or a Go signal
-	case kvm.IOIn:
-		return exitRecord{at, "io-in", uint64(e.Port)}, true
-	case kvm.IOOut:
-		return exitRecord{at, "io-out", uint64(e.Port)}, true
-	case kvm.MMIORead:
-		return exitRecord{at, "mmio-read", e.Addr}, true
-	case kvm.MMIOWrite:
-		return exitRecord{at, "mmio-write", e.Addr}, true
-	}
-	return exitRecord{at, "other", 0}, true
-}
-
 // takeStopState fills v.stop on the vCPU's thread; entered is when the
 // last KVM_RUN began, zero when the stop came between runs.
 func (v *VCPU) takeStopState(entered, interrupted time.Time) {
-	s := StopState{ID: v.ID(), LastExit: v.last.String()}
+	s := StopState{ID: v.ID()}
+	if v.last != nil {
+		s.LastExit = exitSummary(v.last)
+	}
 	if !entered.IsZero() {
 		s.InGuest = interrupted.Sub(entered)
 	}
-	if !v.last.at.IsZero() {
-		s.SinceLastExit = interrupted.Sub(v.last.at)
+	if !v.lastAt.IsZero() {
+		s.SinceLastExit = interrupted.Sub(v.lastAt)
 	}
 	if s.Regs, s.Err = v.fd.Regs(); s.Err == nil {
 		var sregs kvm.Sregs

@@ -78,8 +78,8 @@ type VCPU struct {
 	kickMu   sync.Mutex   // orders Kick against the loop's thread handoff
 
 	// Written by the run loop's thread only; read after Run returned.
-	last exitRecord // the last exit handled, for StopState
-	stop *StopState // where a stop found the vCPU
+	lastAt time.Time  // when last happened, for StopState
+	stop   *StopState // where a stop found the vCPU
 }
 
 // New configures a created KVM vCPU for its first run.
@@ -143,11 +143,12 @@ func (v *VCPU) Run() (Event, error) {
 		if err != nil {
 			return EventNone, fmt.Errorf("vCPU %d: %w", v.ID(), err)
 		}
-		if r, ok := recordOf(exit, time.Now()); ok {
-			v.last, entered = r, time.Time{}
+		_, interrupted := exit.(kvm.Interrupted)
+		if !interrupted {
+			entered = time.Time{}
 		} else if entered.IsZero() {
-			// Interrupted (a kick, or a Go runtime signal): the guest
-			// had been running since the last real exit's re-entry.
+			// A kick, or a Go runtime signal: the guest had been
+			// running since the last real exit's re-entry.
 			entered = start
 		}
 		v.stats.count(exit)
@@ -158,8 +159,8 @@ func (v *VCPU) Run() (Event, error) {
 		if done {
 			return ev, nil
 		}
-		if _, ok := exit.(kvm.Interrupted); !ok {
-			v.last = exit
+		if !interrupted {
+			v.last, v.lastAt = exit, time.Now()
 		}
 	}
 }
