@@ -182,6 +182,12 @@ func staticBusybox() (string, error) {
 // addModules copies modules flat into /lib/modules and lists their names,
 // in load order, in /etc/modules.
 func addModules(tree *cpio.Tree, k *KernelFiles, modules []string) error {
+	return addModulesWith(tree, k, modules, nil)
+}
+
+// addModulesWith is addModules with module parameters, by module file
+// name, written after the name on its /etc/modules line.
+func addModulesWith(tree *cpio.Tree, k *KernelFiles, modules []string, params map[string]string) error {
 	var order strings.Builder
 	for _, rel := range modules {
 		p, err := k.Module(rel)
@@ -192,7 +198,7 @@ func addModules(tree *cpio.Tree, k *KernelFiles, modules []string) error {
 		if err := tree.HostFile("/lib/modules/"+name, p, 0o644); err != nil {
 			return err
 		}
-		order.WriteString(name + "\n")
+		order.WriteString(strings.TrimSpace(name+" "+params[name]) + "\n")
 	}
 	return tree.Bytes("/etc/modules", 0o644, []byte(order.String()))
 }
@@ -268,7 +274,10 @@ func buildL1Initramfs(c l1Content, out string) error {
 	if err != nil {
 		return fmt.Errorf("level-1 initramfs: %w", err)
 	}
-	if err := addModules(tree, c.kernel, l1Modules); err != nil {
+	// $VMM_L1_KVM_AMD: kvm-amd parameters for level 1 (e.g. "vgif=0"),
+	// for measuring the sandbox's fault rate under other settings.
+	params := map[string]string{"kvm-amd.ko": os.Getenv(L1KVMAMDEnv)}
+	if err := addModulesWith(tree, c.kernel, l1Modules, params); err != nil {
 		return fmt.Errorf("level-1 initramfs: %w", err)
 	}
 	add := []struct{ name, host string }{

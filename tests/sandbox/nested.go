@@ -34,6 +34,8 @@ const (
 	L1AccelEnv = "VMM_L1_ACCEL"
 	L1CPUEnv   = "VMM_L1_CPU"
 	L1SMPEnv   = "VMM_L1_SMP"
+	// L1KVMAMDEnv gives level 1's kvm-amd module parameters ("vgif=0").
+	L1KVMAMDEnv = "VMM_L1_KVM_AMD"
 )
 
 // Level-1 defaults, chosen by the fault-rate measurement in tests/README.md.

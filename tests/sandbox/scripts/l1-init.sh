@@ -11,8 +11,10 @@ mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /work
 
-while read -r mod; do
-	insmod "/lib/modules/$mod" || echo "@@L1 error insmod $mod failed"
+# A line is a module file and, optionally, its parameters.
+while read -r mod params; do
+	# shellcheck disable=SC2086 # the parameters are separate words
+	insmod "/lib/modules/$mod" $params || echo "@@L1 error insmod $mod failed"
 done < /etc/modules
 [ -c /dev/kvm ] || echo "@@L1 error /dev/kvm is missing after loading the KVM modules"
 ip link set lo up 2>/dev/null
