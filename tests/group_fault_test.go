@@ -9,9 +9,9 @@ import (
 	"github.com/vmm-dev/vmm/tests/sandbox"
 )
 
-// Only the level-1 machine dying makes a group run again (a guest triple
-// fault fails its step and repeats nothing); a VMM that fails in any other way,
-// or any failure on hardware KVM, does not.
+// In nested mode a triple fault, a step out of time, level 1 dying or the
+// group out of time repeat the group (once); a VMM that fails in any other
+// way, or any failure on hardware KVM, does not.
 func TestSandboxFault(t *testing.T) {
 	tripleFault := &sandbox.Step{Name: "s", ErrorLine: "vmm: vCPU 0: guest triple fault at RIP 0xfff0"}
 	otherError := &sandbox.Step{Name: "s", ErrorLine: "vmm: guest kernel panic"}
@@ -24,9 +24,10 @@ func TestSandboxFault(t *testing.T) {
 		{"no result", nil, sandbox.ErrLevel1, false},
 		{"clean", &sandbox.Result{Mode: sandbox.ModeNested, Steps: []*sandbox.Step{{Name: "s"}}}, nil, false},
 		{"level 1 died", &sandbox.Result{Mode: sandbox.ModeNested}, fmt.Errorf("run: %w", sandbox.ErrIncomplete), true},
-		{"triple fault", &sandbox.Result{Mode: sandbox.ModeNested, Steps: []*sandbox.Step{tripleFault}}, nil, false},
+		{"triple fault", &sandbox.Result{Mode: sandbox.ModeNested, Steps: []*sandbox.Step{tripleFault}}, nil, true},
+		{"step out of time", &sandbox.Result{Mode: sandbox.ModeNested, Steps: []*sandbox.Step{{Name: "s", TimedOut: true}}}, nil, true},
 		{"other vmm error", &sandbox.Result{Mode: sandbox.ModeNested, Steps: []*sandbox.Step{otherError}}, nil, false},
-		{"timeout", &sandbox.Result{Mode: sandbox.ModeNested}, sandbox.ErrTimeout, false},
+		{"group out of time", &sandbox.Result{Mode: sandbox.ModeNested}, sandbox.ErrTimeout, true},
 		{"direct mode", &sandbox.Result{Mode: sandbox.ModeDirect, Steps: []*sandbox.Step{tripleFault}}, sandbox.ErrIncomplete, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -95,6 +95,7 @@ func TestSoakNetTransfer(t *testing.T) {
 	}
 	g := &group{
 		name:         "soak-net",
+		noRepeat:     true,
 		timeout:      time.Duration(len(steps)) * 4 * time.Minute,
 		stepTimeout:  300 * time.Second,
 		guestScripts: map[string]string{"nettransfer": netTransferGuest},
@@ -191,6 +192,7 @@ ip link set tap0 up
 	}
 	g := &group{
 		name:         "soak-boots",
+		noRepeat:     true,
 		timeout:      time.Duration(boots) * 40 * time.Second,
 		stepTimeout:  120 * time.Second,
 		guestScripts: map[string]string{"soakboot": soakBootGuest},
@@ -267,6 +269,7 @@ END {
 		"--on-reboot", "restart", "--disk", `"$DATA/count.img"`))
 	g := &group{
 		name:         "soak-restart",
+		noRepeat:     true,
 		timeout:      time.Duration(cycles)*30*time.Second + 2*time.Minute,
 		stepTimeout:  time.Duration(cycles) * 25 * time.Second,
 		guestScripts: map[string]string{"restartsoak": restartSoakGuest},

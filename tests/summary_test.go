@@ -71,7 +71,7 @@ func printSummary(w io.Writer) {
 	fmt.Fprintf(tw, "total\t\t\t%s\t\n", fmtDuration(total))
 	_ = tw.Flush()
 	if len(timings.retries) > 0 {
-		fmt.Fprintf(w, "\n%d group(s) repeated from scratch after level 1 died (tests/README.md):\n", len(timings.retries))
+		fmt.Fprintf(w, "\n%d group(s) repeated from scratch after a failure of the kind the nested sandbox causes (tests/README.md):\n", len(timings.retries))
 		for _, r := range timings.retries {
 			fmt.Fprintf(w, "  %s\n", r)
 		}
