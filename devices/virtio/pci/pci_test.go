@@ -47,9 +47,14 @@ type route struct {
 	fired int
 }
 
-func (r *route) SetMessage(m pcibus.MSIMessage) error { r.mu.Lock(); r.msg = m; r.mu.Unlock(); return nil }
-func (r *route) Fire() error                          { r.mu.Lock(); r.fired++; r.mu.Unlock(); return nil }
-func (r *route) count() int                           { r.mu.Lock(); defer r.mu.Unlock(); return r.fired }
+func (r *route) SetMessage(m pcibus.MSIMessage) error {
+	r.mu.Lock()
+	r.msg = m
+	r.mu.Unlock()
+	return nil
+}
+func (r *route) Fire() error { r.mu.Lock(); r.fired++; r.mu.Unlock(); return nil }
+func (r *route) count() int  { r.mu.Lock(); defer r.mu.Unlock(); return r.fired }
 
 type line struct {
 	mu sync.Mutex
@@ -61,8 +66,11 @@ func (l *line) count() int     { l.mu.Lock(); defer l.mu.Unlock(); return l.n }
 
 type notes struct{ regs map[uint64]int }
 
-func (n *notes) RegisterNotify(addr uint64, w uint32, fd int) error   { n.regs[addr] = fd; return nil }
-func (n *notes) UnregisterNotify(addr uint64, w uint32, fd int) error { delete(n.regs, addr); return nil }
+func (n *notes) RegisterNotify(addr uint64, w uint32, fd int) error { n.regs[addr] = fd; return nil }
+func (n *notes) UnregisterNotify(addr uint64, w uint32, fd int) error {
+	delete(n.regs, addr)
+	return nil
+}
 
 type rig struct {
 	t      *testing.T
