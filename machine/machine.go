@@ -37,6 +37,7 @@ type Machine struct {
 	uart     *serial.UART
 	progress *i8042.ProgressPort
 	panics   *panicWatch
+	pci      *pciHost // nil with the virtio-mmio transport
 	Image    *boot.Image
 
 	closers []func() error // undone in reverse order by Close
@@ -122,7 +123,12 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err := m.addPlatformDevices(); err != nil {
 		return nil, err
 	}
-	virtio, err := m.addVirtioDevices()
+	var virtio []virtioSlot
+	if cfg.Transport == TransportPCI {
+		err = m.addVirtioPCIDevices()
+	} else {
+		virtio, err = m.addVirtioDevices()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +174,9 @@ func (m *Machine) registerMemory() error {
 // configuration alone, so the command line can be written before the
 // devices exist.
 func plannedSlots(cfg Config) []virtioSlot {
+	if cfg.Transport == TransportPCI {
+		return nil
+	}
 	slots := make([]virtioSlot, len(cfg.Disks)+len(cfg.NICs))
 	for i := range slots {
 		slots[i] = slotFor(i)
