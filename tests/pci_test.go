@@ -38,7 +38,7 @@ for d in /sys/bus/pci/devices/*; do
 	[ "$drv" = virtio-pci ] && n=$((n + 1))
 done
 echo "@@GUEST virtio_pci_bound=$n"
-msix=$(grep -c 'PCI-MSIX' /proc/interrupts)
+msix=$(grep -c 'PCI-MSI' /proc/interrupts)
 echo "@@GUEST msix_irqs=$msix"
 if mount -t ext4 -o ro /dev/vda /mnt; then
 	want=$(cat /mnt/hello.sha256)
@@ -60,7 +60,7 @@ fi
 
 const pciManyGuest = `
 echo "@@GUEST disks=$(ls -d /sys/block/vd* | wc -l) nics=$(ls -d /sys/class/net/eth* | wc -l)"
-echo "@@GUEST msix_irqs=$(grep -c 'PCI-MSIX' /proc/interrupts)"
+echo "@@GUEST msix_irqs=$(grep -c 'PCI-MSI' /proc/interrupts)"
 if mount -t ext4 -o ro /dev/vdp /mnt; then
 	want=$(cat /mnt/hello.sha256)
 	got=$(sha256sum /mnt/hello.bin | cut -d' ' -f1)
