@@ -174,16 +174,17 @@ type Mechanism1 struct {
 func NewMechanism1(bus *Bus) *Mechanism1 { return &Mechanism1{bus: bus} }
 
 // Address is CONFIG_ADDRESS.
-func (m *Mechanism1) Address() *configAddress { return &configAddress{m} }
+func (m *Mechanism1) Address() *ConfigAddress { return &ConfigAddress{m} }
 
 // Data is CONFIG_DATA.
-func (m *Mechanism1) Data() *configData { return &configData{m} }
+func (m *Mechanism1) Data() *ConfigData { return &ConfigData{m} }
 
-type configAddress struct{ m *Mechanism1 }
+// ConfigAddress is the CONFIG_ADDRESS register, a bus.Device.
+type ConfigAddress struct{ m *Mechanism1 }
 
 // Only a dword access is CONFIG_ADDRESS; narrower ones at 0xcf8 reach
 // nothing on a PC (they would go to the ISA bus) and read all ones.
-func (a *configAddress) Read(offset uint64, data []byte) {
+func (a *ConfigAddress) Read(offset uint64, data []byte) {
 	if offset != 0 || len(data) != 4 {
 		fillOnes(data)
 		return
@@ -193,7 +194,7 @@ func (a *configAddress) Read(offset uint64, data []byte) {
 	binary.LittleEndian.PutUint32(data, a.m.addr)
 }
 
-func (a *configAddress) Write(offset uint64, data []byte) {
+func (a *ConfigAddress) Write(offset uint64, data []byte) {
 	if offset != 0 || len(data) != 4 {
 		return
 	}
@@ -203,9 +204,10 @@ func (a *configAddress) Write(offset uint64, data []byte) {
 	a.m.addr = binary.LittleEndian.Uint32(data) & 0x80ff_fffc
 }
 
-type configData struct{ m *Mechanism1 }
+// ConfigData is the CONFIG_DATA window, a bus.Device.
+type ConfigData struct{ m *Mechanism1 }
 
-func (d *configData) target(offset uint64) (bus, slot, fn uint8, reg uint16, ok bool) {
+func (d *ConfigData) target(offset uint64) (bus, slot, fn uint8, reg uint16, ok bool) {
 	d.m.mu.Lock()
 	a := d.m.addr
 	d.m.mu.Unlock()
@@ -215,7 +217,7 @@ func (d *configData) target(offset uint64) (bus, slot, fn uint8, reg uint16, ok 
 	return uint8(a >> 16), uint8(a>>11) & 0x1f, uint8(a>>8) & 7, uint16(a&0xfc) + uint16(offset), true
 }
 
-func (d *configData) Read(offset uint64, data []byte) {
+func (d *ConfigData) Read(offset uint64, data []byte) {
 	bus, slot, fn, reg, ok := d.target(offset)
 	if !ok || offset+uint64(len(data)) > ConfigDataLen {
 		fillOnes(data)
@@ -224,7 +226,7 @@ func (d *configData) Read(offset uint64, data []byte) {
 	d.m.bus.ConfigRead(bus, slot, fn, reg, data)
 }
 
-func (d *configData) Write(offset uint64, data []byte) {
+func (d *ConfigData) Write(offset uint64, data []byte) {
 	bus, slot, fn, reg, ok := d.target(offset)
 	if !ok || offset+uint64(len(data)) > ConfigDataLen {
 		return
