@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // BARKind is the address space and width of a BAR (PCI 3.0 §6.2.5.1).
@@ -59,6 +60,9 @@ type Config struct {
 	lastCap uint16 // offset of the last capability's next pointer; 0: none
 	capEnd  uint16 // first free byte after the capabilities
 	hooks   []Hook
+	// command mirrors the command register for Command, which device
+	// workers call and which must not wait for a vCPU inside a hook.
+	command atomic.Uint32
 }
 
 // NewConfig returns a type 0 header for id whose interrupt pin is pin (1
@@ -249,6 +253,7 @@ func (c *Config) Write(off uint16, data []byte) (remap bool) {
 			remap = true
 		}
 	}
+	c.command.Store(uint32(binary.LittleEndian.Uint16(c.b[RegCommand:])))
 	for _, h := range c.hooks {
 		if h.Write == nil {
 			continue
@@ -268,12 +273,9 @@ func (c *Config) Bytes() []byte {
 	return append([]byte(nil), c.b[:]...)
 }
 
-// Command returns the command register.
-func (c *Config) Command() uint16 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return binary.LittleEndian.Uint16(c.b[RegCommand:])
-}
+// Command returns the command register. It takes no lock: a device
+// worker may ask while a vCPU inside a Hook waits for that worker.
+func (c *Config) Command() uint16 { return uint16(c.command.Load()) }
 
 // SetStatusBits sets or clears read-only status register bits (the
 // device's own, such as StatusINTx).
