@@ -38,7 +38,12 @@ const (
 	TransportMMIO Transport = "mmio"
 	// TransportPCI: virtio-pci functions on PCI bus 0, with MSI-X.
 	TransportPCI Transport = "pci"
-	// DefaultTransport is what a user gets without --transport.
+	// DefaultTransport is what a user gets without --transport. It stays
+	// virtio-mmio until PCI is measured at least as fast to boot: side by
+	// side in one sandbox run (Debian 6.1 cloud kernel, one disk, three
+	// boots each), the guest reached init at uptime 2.63 s (median) over
+	// PCI against 2.44 s over MMIO, vmm start to init 4.69 s against
+	// 5.07 s: within the noise, PCI's enumeration costs the guest ~0.2 s.
 	DefaultTransport = TransportMMIO
 )
 
