@@ -45,6 +45,8 @@ type Config struct {
 	// PVPanicPort is the I/O port of the pvpanic device (devices/pvpanic),
 	// announced as \_SB_.PVPN, _HID "QEMU0001"; 0 leaves it out.
 	PVPanicPort uint16
+	// PCI, when set, adds an MCFG table and the root bridge \_SB_.PCI0.
+	PCI *PCIHost
 }
 
 // Limits of what the tables describe.
@@ -109,20 +111,39 @@ func build(base memory.GuestAddr, cfg Config) ([]byte, error) {
 		return nil, err
 	}
 	madt := buildMADT(cfg)
+	var mcfg []byte
+	if cfg.PCI != nil {
+		mcfg = buildMCFG(cfg.PCI)
+	}
 
-	// Order in memory: RSDP, XSDT, FADT, MADT, DSDT.
-	const xsdtEntries = 2
+	// Order in memory: RSDP, XSDT, FADT, MADT, DSDT, MCFG.
+	xsdtEntries := 2
+	if mcfg != nil {
+		xsdtEntries++
+	}
 	xsdtOff := alignUp(rsdpLen)
 	fadtOff := alignUp(xsdtOff + headerLen + 8*xsdtEntries)
 	madtOff := alignUp(fadtOff + fadtLen)
 	dsdtOff := alignUp(madtOff + len(madt))
+	mcfgOff := alignUp(dsdtOff + len(dsdt))
 	at := func(off int) uint64 { return uint64(base) + uint64(off) }
 
 	fadt := buildFADT(cfg, at(dsdtOff))
-	xsdt := buildXSDT(at(fadtOff), at(madtOff))
+	entries := []uint64{at(fadtOff), at(madtOff)}
+	if mcfg != nil {
+		entries = append(entries, at(mcfgOff))
+	}
+	xsdt := buildXSDT(entries...)
 	rsdp := buildRSDP(at(xsdtOff))
 
-	image := make([]byte, dsdtOff+len(dsdt))
+	size := dsdtOff + len(dsdt)
+	if mcfg != nil {
+		size = mcfgOff + len(mcfg)
+	}
+	image := make([]byte, size)
+	if mcfg != nil {
+		copy(image[mcfgOff:], mcfg)
+	}
 	copy(image, rsdp)
 	copy(image[xsdtOff:], xsdt)
 	copy(image[fadtOff:], fadt)

@@ -38,8 +38,8 @@ func newTestMemory() *memory.Memory {
 
 // tables is what a guest finds by walking from the RSDP.
 type tables struct {
-	rsdp, xsdt, fadt, madt, dsdt []byte
-	xsdtEntries                  []uint64
+	rsdp, xsdt, fadt, madt, dsdt, mcfg []byte
+	xsdtEntries                        []uint64
 }
 
 // readTable reads a whole table at addr, trusting its length field only
@@ -69,6 +69,8 @@ func walk(t *testing.T, mem *memory.Memory, rsdpAddr memory.GuestAddr) tables {
 			tb.fadt = table
 		case "APIC":
 			tb.madt = table
+		case "MCFG":
+			tb.mcfg = table
 		default:
 			t.Fatalf("unexpected table %q in XSDT", table[:4])
 		}

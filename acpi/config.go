@@ -50,6 +50,11 @@ func (c Config) validate() error {
 			return err
 		}
 	}
+	if c.PCI != nil {
+		if err := c.PCI.validate(gsiUser); err != nil {
+			return err
+		}
+	}
 	sorted := append([]VirtioMMIO(nil), c.VirtioMMIO...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Base < sorted[j].Base })
 	for i := 1; i < len(sorted); i++ {

@@ -64,6 +64,9 @@ func buildDSDT(cfg Config) ([]byte, error) {
 			}},
 		}})
 	}
+	if cfg.PCI != nil {
+		devs = append(devs, pciDevices(cfg.PCI)...)
+	}
 	// The DSDT's top level is the namespace root, so _SB_ is \_SB_; the
 	// short form is what iasl emits, which keeps the two comparable.
 	body, err := aml.Encode(

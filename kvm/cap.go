@@ -40,6 +40,7 @@ const (
 	CapTSCDeadlineTimer   Cap = 72
 	CapSyncRegs           Cap = 74
 	CapKVMClockCtrl       Cap = 76
+	CapSignalMSI          Cap = 77
 	CapReadonlyMem        Cap = 81
 	CapIRQFDResample      Cap = 82
 	CapIOEventFDNoLength  Cap = 100
@@ -85,6 +86,7 @@ var capNames = map[Cap]string{
 	CapTSCDeadlineTimer:   "KVM_CAP_TSC_DEADLINE_TIMER",
 	CapSyncRegs:           "KVM_CAP_SYNC_REGS",
 	CapKVMClockCtrl:       "KVM_CAP_KVMCLOCK_CTRL",
+	CapSignalMSI:          "KVM_CAP_SIGNAL_MSI",
 	CapReadonlyMem:        "KVM_CAP_READONLY_MEM",
 	CapIRQFDResample:      "KVM_CAP_IRQFD_RESAMPLE",
 	CapIOEventFDNoLength:  "KVM_CAP_IOEVENTFD_NO_LENGTH",

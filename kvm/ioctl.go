@@ -42,9 +42,11 @@ const (
 	kvmSetIdentityMapAddr  = ioWrite | 8<<iocSizeShift | 0x48
 	kvmCreateIRQChip       = ioNone | 0x60
 	kvmIRQLine             = ioWrite | sizeofIRQLevel<<iocSizeShift | 0x61
+	kvmSetGSIRouting       = ioWrite | sizeofIRQRouting<<iocSizeShift | 0x6a
 	kvmIRQFD               = ioWrite | sizeofIRQFD<<iocSizeShift | 0x76
 	kvmCreatePIT2          = ioWrite | sizeofPITConfig<<iocSizeShift | 0x77
 	kvmIOEventFD           = ioWrite | sizeofIOEventFD<<iocSizeShift | 0x79
+	kvmSignalMSI           = ioWrite | sizeofMSI<<iocSizeShift | 0xa5
 )
 
 // vCPU ioctls.
@@ -84,6 +86,9 @@ const (
 	sizeofIOEventFD             = 64
 	sizeofMPState               = 4
 	sizeofIRQLevel              = 8
+	sizeofIRQRouting            = 8 // header of struct kvm_irq_routing
+	sizeofRoutingEntry          = 48
+	sizeofMSI                   = 32
 	sizeofPITConfig             = 64
 	sizeofTranslation           = 24
 	sizeofSegment               = 24

@@ -28,6 +28,8 @@ func TestStructSizes(t *testing.T) {
 		{"kvm_msr_entry", unsafe.Sizeof(MSREntry{}), 16, sizeofMSREntry},
 		{"kvm_lapic_state", unsafe.Sizeof(LAPICState{}), 1024, sizeofLAPICState},
 		{"kvm_irqfd", unsafe.Sizeof(irqFD{}), 32, sizeofIRQFD},
+		{"kvm_irq_routing_entry", unsafe.Sizeof(routingEntry{}), 48, sizeofRoutingEntry},
+		{"kvm_msi", unsafe.Sizeof(msi{}), 32, sizeofMSI},
 		{"kvm_ioeventfd", unsafe.Sizeof(ioEventFD{}), 64, sizeofIOEventFD},
 		{"kvm_mp_state", unsafe.Sizeof(MPState(0)), 4, sizeofMPState},
 		{"kvm_irq_level", unsafe.Sizeof(irqLevel{}), 8, sizeofIRQLevel},
@@ -42,6 +44,8 @@ func TestStructSizes(t *testing.T) {
 	assert.EqualValues(t, 8, sizeofCPUID2, "struct kvm_cpuid2 header")
 	assert.EqualValues(t, 8, sizeofMSRs, "struct kvm_msrs header")
 	assert.EqualValues(t, 4, sizeofMSRList, "struct kvm_msr_list header")
+	assert.EqualValues(t, 8, sizeofIRQRouting, "struct kvm_irq_routing header")
+	assert.Len(t, encodeRouting(make([]RoutingEntry, 3)), 8+3*48, "encoded kvm_irq_routing")
 	assert.EqualValues(t, 2352, sizeofRun, "struct kvm_run")
 }
 

@@ -20,9 +20,31 @@ const (
 	DefaultCPUs    = 1
 	DefaultMemory  = 512 << 20
 	DefaultCmdline = "console=ttyS0 panic=1"
-	// MaxDevices bounds the virtio devices: each takes one GSI from 5 up
-	// and the IOAPIC has 24 pins.
+	// MaxDevices bounds the virtio-mmio devices: each takes one GSI from
+	// 5 up and the IOAPIC has 24 pins.
 	MaxDevices = 19
+	// MaxPCIDevices bounds the virtio-pci devices: one per slot of bus
+	// 0 after the host bridge. They interrupt through MSI-X, so no pin
+	// limits them.
+	MaxPCIDevices = 31
+)
+
+// Transport is how virtio devices reach the guest.
+type Transport string
+
+const (
+	// TransportMMIO: virtio-mmio windows described in the DSDT (or on
+	// the command line without ACPI).
+	TransportMMIO Transport = "mmio"
+	// TransportPCI: virtio-pci functions on PCI bus 0, with MSI-X.
+	TransportPCI Transport = "pci"
+	// DefaultTransport is what a user gets without --transport. It stays
+	// virtio-mmio until PCI is measured at least as fast to boot: side by
+	// side in one sandbox run (Debian 6.1 cloud kernel, one disk, three
+	// boots each), the guest reached init at uptime 2.63 s (median) over
+	// PCI against 2.44 s over MMIO, vmm start to init 4.69 s against
+	// 5.07 s: within the noise, PCI's enumeration costs the guest ~0.2 s.
+	DefaultTransport = TransportMMIO
 )
 
 // ErrConfig marks a configuration that can never boot.
@@ -60,6 +82,8 @@ type Config struct {
 	Disks   []Disk
 	NICs    []NIC
 	NoACPI  bool // describe the machine with an MP table instead of ACPI
+	// Transport carries the virtio devices; "" is DefaultTransport.
+	Transport Transport
 
 	Console io.Writer // guest serial output; nil discards it
 	// Progress, when set, is called for every guest write to the
@@ -79,6 +103,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Console == nil {
 		c.Console = io.Discard
+	}
+	if c.Transport == "" {
+		c.Transport = DefaultTransport
 	}
 	return c
 }
@@ -100,8 +127,25 @@ func (c Config) validate(maxCPUs int) error {
 		errs = append(errs, fmt.Errorf("%d MiB of memory requested: must be between %d MiB and %d GiB",
 			c.Memory>>20, memory.MinSize>>20, memory.MaxSize>>30))
 	}
-	if n := len(c.Disks) + len(c.NICs); n > MaxDevices {
-		errs = append(errs, fmt.Errorf("%d virtio devices requested: at most %d", n, MaxDevices))
+	n := len(c.Disks) + len(c.NICs)
+	switch c.Transport {
+	case TransportMMIO:
+		if n > MaxDevices {
+			errs = append(errs, fmt.Errorf("%d virtio devices requested: at most %d over virtio-mmio (virtio-pci takes %d)", n, MaxDevices, MaxPCIDevices))
+		}
+	case TransportPCI:
+		if n > MaxPCIDevices {
+			errs = append(errs, fmt.Errorf("%d virtio devices requested: at most %d over virtio-pci", n, MaxPCIDevices))
+		}
+		// The PCI host bridge, its windows and INTx routes are described
+		// by ACPI only (MCFG, DSDT _CRS/_PRT); an MP table cannot say
+		// where the windows are, and Debian's kernel has no MP table
+		// parser at all.
+		if c.NoACPI {
+			errs = append(errs, errors.New("virtio-pci needs ACPI: drop --no-acpi or use --transport mmio"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("unknown virtio transport %q (mmio or pci)", c.Transport))
 	}
 	if strings.ContainsRune(c.Cmdline, 0) {
 		errs = append(errs, errors.New("kernel command line contains a NUL byte"))

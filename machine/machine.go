@@ -39,6 +39,7 @@ type Machine struct {
 	progress *i8042.ProgressPort
 	panics   *panicWatch
 	panicked panicState
+	pci      *pciHost // nil with the virtio-mmio transport
 	Image    *boot.Image
 
 	closers []func() error // undone in reverse order by Close
@@ -124,7 +125,12 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err := m.addPlatformDevices(); err != nil {
 		return nil, err
 	}
-	virtio, err := m.addVirtioDevices()
+	var virtio []virtioSlot
+	if cfg.Transport == TransportPCI {
+		err = m.addVirtioPCIDevices()
+	} else {
+		virtio, err = m.addVirtioDevices()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -170,6 +176,9 @@ func (m *Machine) registerMemory() error {
 // configuration alone, so the command line can be written before the
 // devices exist.
 func plannedSlots(cfg Config) []virtioSlot {
+	if cfg.Transport == TransportPCI {
+		return nil
+	}
 	slots := make([]virtioSlot, len(cfg.Disks)+len(cfg.NICs))
 	for i := range slots {
 		slots[i] = slotFor(i)

@@ -35,6 +35,9 @@ func TestValidate(t *testing.T) {
 		{"huge memory", func(c *Config) { c.Memory = 2 << 40 }, "must be between"},
 		{"too many devices", func(c *Config) { c.Disks = make([]Disk, MaxDevices+1) }, "virtio devices"},
 		{"NUL in cmdline", func(c *Config) { c.Cmdline = "a\x00b" }, "NUL"},
+		{"too many PCI devices", func(c *Config) { c.Transport = TransportPCI; c.Disks = make([]Disk, MaxPCIDevices+1) }, "over virtio-pci"},
+		{"PCI without ACPI", func(c *Config) { c.Transport = TransportPCI; c.NoACPI = true }, "needs ACPI"},
+		{"unknown transport", func(c *Config) { c.Transport = "ccw" }, "unknown virtio transport"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good
@@ -47,6 +50,20 @@ func TestValidate(t *testing.T) {
 			require.ErrorIs(t, err, ErrConfig)
 			assert.Contains(t, err.Error(), tc.want)
 		})
+	}
+}
+
+func TestPCIAllowsMoreDevicesThanPins(t *testing.T) {
+	c := Config{Kernel: "k", Transport: TransportPCI, Disks: make([]Disk, 16), NICs: make([]NIC, 8)}.withDefaults()
+	require.NoError(t, c.validate(1024))
+	assert.Equal(t, TransportMMIO, Config{}.withDefaults().Transport)
+	// INTx stays on the IOAPIC pins no virtio-mmio or platform device
+	// uses.
+	for slot := 1; slot < 32; slot++ {
+		for pin := 0; pin < 4; pin++ {
+			assert.GreaterOrEqual(t, intxGSI(slot, pin), uint32(16))
+			assert.Less(t, intxGSI(slot, pin), uint32(24))
+		}
 	}
 }
 

@@ -71,6 +71,9 @@ func (m *Machine) writeFirmwareTables(virtio []virtioSlot) error {
 	for _, s := range virtio {
 		cfg.VirtioMMIO = append(cfg.VirtioMMIO, acpi.VirtioMMIO{Base: s.Base, Size: s.Size, GSI: s.GSI})
 	}
+	if m.pci != nil {
+		cfg.PCI = m.pci.acpi
+	}
 	rsdp, err := acpi.Write(m.mem, acpiTableBase, acpiTableEnd, cfg)
 	if err != nil {
 		return fmt.Errorf("ACPI tables: %w", err)

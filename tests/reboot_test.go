@@ -14,7 +14,7 @@ import (
 
 // The reboot matrix: every way Linux (arch/x86/kernel/reboot.c) reboots
 // Debian's kernel on vmm's machine, with the command line a user types,
-// "console=ttyS0 panic=-1", plus only the reboot= option under test (and
+// "console=ttyS0 panic=-1" ($GUEST_QUIET adds quiet in nested mode), plus only the reboot= option under test (and
 // vmmtest=NAME, which picks the guest script). Each must end vmm with
 // status 0; --stats shows which port the guest reset through.
 //
@@ -55,11 +55,11 @@ var panicCases = []struct {
 	name, cmdline string
 	pvpanic       bool
 }{
-	{"panic-1", "console=ttyS0 panic=-1", true},
-	{"panic1", "console=ttyS0 panic=1", true},
-	{"panic0", "console=ttyS0 panic=0", true},
-	{"panic0-console", "console=ttyS0 panic=0", false},
-	{"panic-1-console", "console=ttyS0 panic=-1", false},
+	{"panic-1", "console=ttyS0 panic=-1 $GUEST_QUIET", true},
+	{"panic1", "console=ttyS0 panic=1 $GUEST_QUIET", true},
+	{"panic0", "console=ttyS0 panic=0 $GUEST_QUIET", true},
+	{"panic0-console", "console=ttyS0 panic=0 $GUEST_QUIET", false},
+	{"panic-1-console", "console=ttyS0 panic=-1 $GUEST_QUIET", false},
 }
 
 // panicScript panics the guest through sysrq (built into Debian's kernel;
@@ -105,11 +105,11 @@ echo "vmm guest: reboot -f did not stop the VM"
 		var b strings.Builder
 		for _, m := range rebootMethods {
 			b.WriteString(vmmRun("reboot-"+m.name, "GUEST_BZIMAGE",
-				strings.Join(strings.Fields("console=ttyS0 panic=-1 "+m.option), " ")+" vmmtest=reboot",
+				strings.Join(strings.Fields("console=ttyS0 panic=-1 $GUEST_QUIET "+m.option), " ")+" vmmtest=reboot",
 				"--stats") + "\n")
 		}
 		b.WriteString(vmmRun("reboot-busybox-init", "GUEST_BZIMAGE",
-			"console=ttyS0 panic=-1 vmmtest=init-busybox", "--stats") + "\n")
+			"console=ttyS0 panic=-1 $GUEST_QUIET vmmtest=init-busybox", "--stats") + "\n")
 		for _, p := range panicCases {
 			script := "panic"
 			if !p.pvpanic {

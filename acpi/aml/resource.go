@@ -127,3 +127,69 @@ func (irq Interrupt) appendResource(b []byte) ([]byte, error) {
 func appendUint32(b []byte, v uint32) []byte {
 	return append(b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))
 }
+
+// Address space descriptor tags (ACPI 6.4 §6.4.3.5).
+const (
+	dwordAddressTag = 0x87 // large item 0x07
+	wordAddressTag  = 0x88 // large item 0x08
+	qwordAddressTag = 0x8a // large item 0x0a
+)
+
+// AddressSpaceType is an address space descriptor's Resource Type.
+type AddressSpaceType uint8
+
+const (
+	AddressMemory AddressSpaceType = 0
+	AddressIO     AddressSpaceType = 1
+	AddressBus    AddressSpaceType = 2
+)
+
+// AddressSpace is a Word, DWord or QWord Address Space Descriptor (ASL
+// WordBusNumber/WordIO, DWordMemory, QWordMemory; ACPI 6.4 §6.4.3.5.1-3),
+// as a root bridge's _CRS uses them: a window the bridge produces, with
+// fixed minimum and maximum and positive decoding. Width is 16, 32 or 64.
+type AddressSpace struct {
+	Width    int
+	Type     AddressSpaceType
+	Consumer bool // the device uses the range instead of passing it on
+	// TypeFlags are the type-specific flags: for memory bit 0 is
+	// read-write and bits 1-2 cacheability; for I/O bits 0-1 the ISA
+	// range (3: the entire range).
+	TypeFlags uint8
+	Min, Max  uint64
+}
+
+func (a AddressSpace) appendResource(b []byte) ([]byte, error) {
+	if a.Min > a.Max {
+		return nil, fmt.Errorf("%w: address range %#x-%#x", ErrValue, a.Min, a.Max)
+	}
+	var tag byte
+	switch a.Width {
+	case 16:
+		tag = wordAddressTag
+	case 32:
+		tag = dwordAddressTag
+	case 64:
+		tag = qwordAddressTag
+	default:
+		return nil, fmt.Errorf("%w: address space descriptor of %d bits", ErrValue, a.Width)
+	}
+	if a.Width < 64 && a.Max >= 1<<a.Width {
+		return nil, fmt.Errorf("%w: address %#x does not fit %d bits", ErrValue, a.Max, a.Width)
+	}
+	n := a.Width / 8
+	// General flags: bit 0 consumer, bit 1 subtractive decode (no),
+	// bit 2 minimum fixed, bit 3 maximum fixed.
+	flags := byte(0x0c)
+	if a.Consumer {
+		flags |= 1
+	}
+	length := 3 + 5*n
+	b = append(b, tag, byte(length), byte(length>>8), byte(a.Type), flags, a.TypeFlags)
+	for _, v := range []uint64{0, a.Min, a.Max, 0, a.Max - a.Min + 1} { // granularity, min, max, translation, length
+		for i := 0; i < n; i++ {
+			b = append(b, byte(v>>(8*i)))
+		}
+	}
+	return b, nil
+}

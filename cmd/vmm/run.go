@@ -38,6 +38,7 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "disk", Usage: "virtio-blk disk from a raw image `PATH[,ro]` (repeatable; the first is /dev/vda)"},
 			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net interface on a host TAP device `tap=NAME[,mac=MAC]` (repeatable; created if missing)"},
 			&cli.StringFlag{Name: "on-reboot", Value: "exit", Usage: "what a guest reboot does, `ACTION`: exit (status 0) or restart (boot again)"},
+			&cli.StringFlag{Name: "transport", Value: string(machine.DefaultTransport), Usage: "how virtio devices reach the guest, `KIND`: mmio (virtio-mmio) or pci (virtio-pci with MSI-X; needs ACPI)"},
 			&cli.BoolFlag{Name: "no-acpi", Usage: "describe the machine with an MP table instead of ACPI tables (kernels without ACPI)"},
 			&cli.BoolFlag{Name: "stats", Usage: "print boot-progress timestamps and VM exit counts to stderr at exit"},
 			&cli.BoolFlag{Name: "allow-emulated", Usage: "run even where KVM has no hardware virtualization (tiny test guests only)"},
@@ -66,6 +67,15 @@ func configFromFlags(c *cli.Context) (machine.Config, machine.RebootAction, erro
 		CPUs:    c.Int("cpus"),
 		Memory:  mem,
 		NoACPI:  c.Bool("no-acpi"),
+	}
+	switch t := machine.Transport(c.String("transport")); t {
+	case machine.TransportMMIO, machine.TransportPCI:
+		cfg.Transport = t
+	default:
+		return cfg, 0, fmt.Errorf("%w: --transport %q: mmio or pci", errBadFlag, c.String("transport"))
+	}
+	if cfg.Transport == machine.TransportPCI && cfg.NoACPI {
+		return cfg, 0, fmt.Errorf("%w: --transport pci needs ACPI (the MCFG and the root bridge in the DSDT): drop --no-acpi or use --transport mmio", errBadFlag)
 	}
 	if cfg.CPUs < 1 {
 		return cfg, 0, fmt.Errorf("%w: --cpus %d: need at least 1", errBadFlag, cfg.CPUs)

@@ -84,6 +84,8 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{"too many cpus", []string{"--kernel", kernel, "--cpus", "1000"}, "cpus"},
 		{"missing initrd", []string{"--kernel", kernel, "--initrd", "/nonexistent/initrd"}, "no such file"},
 		{"bad disk", []string{"--kernel", kernel, "--disk", "/nonexistent/disk.img"}, "no such file"},
+		{"bad transport", []string{"--kernel", kernel, "--transport", "ccw"}, "mmio or pci"},
+		{"pci without acpi", []string{"--kernel", kernel, "--transport", "pci", "--no-acpi"}, "needs ACPI"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(bin, append([]string{"run", "--console", "none"}, tc.args...)...)

@@ -126,6 +126,10 @@ type Activation struct {
 	// Interrupt raises the used-buffer interrupt. Devices normally call
 	// SignalUsed, which honours the driver's suppression.
 	Interrupt func() error
+	// QueueInterrupt, when set, raises the used-buffer interrupt of one
+	// queue: transports with a vector per queue (virtio-pci with MSI-X)
+	// set it, and SignalUsed prefers it.
+	QueueInterrupt func(queue int) error
 	// Fail marks the device DEVICE_NEEDS_RESET after an error the driver
 	// caused and cannot be told about through a request status; it stops
 	// every queue (their Pop returns ErrQueueBroken). Safe from any
@@ -138,6 +142,13 @@ type Activation struct {
 func (a Activation) SignalUsed(q *Queue) error {
 	if !q.NeedsInterrupt() {
 		return nil
+	}
+	if a.QueueInterrupt != nil {
+		for i, x := range a.Queues {
+			if x == q {
+				return a.QueueInterrupt(i)
+			}
+		}
 	}
 	return a.Interrupt()
 }
