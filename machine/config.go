@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/memory"
 )
 
@@ -42,12 +43,18 @@ const (
 type Disk struct {
 	Path     string
 	ReadOnly bool
+	// RateLimit delays the disk's requests; the zero value limits
+	// nothing. Machine.SetDiskRateLimit changes it at run time.
+	RateLimit ratelimit.Config
 }
 
 // NIC is a virtio-net device backed by a host TAP device.
 type NIC struct {
 	TAP string
 	MAC net.HardwareAddr // nil: generated
+	// RXRateLimit and TXRateLimit delay received and sent frames; the
+	// zero value limits nothing. Machine.SetNICRateLimit changes them.
+	RXRateLimit, TXRateLimit ratelimit.Config
 }
 
 // Config describes one VM.
@@ -102,6 +109,18 @@ func (c Config) validate(maxCPUs int) error {
 	}
 	if n := len(c.Disks) + len(c.NICs); n > MaxDevices {
 		errs = append(errs, fmt.Errorf("%d virtio devices requested: at most %d", n, MaxDevices))
+	}
+	for _, d := range c.Disks {
+		if err := d.RateLimit.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("disk %s: %w", d.Path, err))
+		}
+	}
+	for _, n := range c.NICs {
+		for _, l := range []ratelimit.Config{n.RXRateLimit, n.TXRateLimit} {
+			if err := l.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("NIC %s: %w", n.TAP, err))
+			}
+		}
 	}
 	if strings.ContainsRune(c.Cmdline, 0) {
 		errs = append(errs, errors.New("kernel command line contains a NUL byte"))

@@ -11,6 +11,8 @@ import (
 	"github.com/vmm-dev/vmm/devices"
 	"github.com/vmm-dev/vmm/devices/i8042"
 	"github.com/vmm-dev/vmm/devices/serial"
+	"github.com/vmm-dev/vmm/devices/virtio/blk"
+	"github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/kvm"
 	"github.com/vmm-dev/vmm/memory"
 	"github.com/vmm-dev/vmm/vcpu"
@@ -37,6 +39,8 @@ type Machine struct {
 	uart     *serial.UART
 	progress *i8042.ProgressPort
 	panics   *panicWatch
+	disks    []*blk.Block // in Config.Disks order
+	nics     []*net.Net   // in Config.NICs order
 	Image    *boot.Image
 
 	closers []func() error // undone in reverse order by Close

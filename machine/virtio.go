@@ -1,8 +1,10 @@
 package machine
 
 import (
+	"errors"
 	"fmt"
 
+	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
@@ -15,11 +17,16 @@ import (
 func (m *Machine) addVirtioDevices() ([]virtioSlot, error) {
 	var slots []virtioSlot
 	for i, d := range m.cfg.Disks {
-		dev, err := blk.New(d.Path, blk.Options{ReadOnly: d.ReadOnly})
+		lim, err := ratelimit.New(d.RateLimit, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--disk %s: %w", d.Path, err)
+		}
+		dev, err := blk.New(d.Path, blk.Options{ReadOnly: d.ReadOnly, RateLimiter: lim})
 		if err != nil {
 			return nil, fmt.Errorf("--disk %s: %w", d.Path, err)
 		}
 		m.onClose(dev.Close)
+		m.disks = append(m.disks, dev)
 		slot, err := m.attachVirtio(fmt.Sprintf("virtio-blk %d (%s)", i, d.Path), len(slots), dev)
 		if err != nil {
 			return nil, err
@@ -68,10 +75,54 @@ func (m *Machine) attachVirtio(name string, index int, dev virtio.Device) (virti
 // attachNIC opens (or creates) the NIC's TAP and puts a virtio-net device
 // on it in slot index.
 func (m *Machine) attachNIC(n NIC, index int) (virtioSlot, error) {
-	dev, err := net.New(net.Config{TAP: n.TAP, MAC: n.MAC})
+	rx, err := ratelimit.New(n.RXRateLimit, nil)
+	if err != nil {
+		return virtioSlot{}, fmt.Errorf("--net tap=%s: receive: %w", n.TAP, err)
+	}
+	tx, err := ratelimit.New(n.TXRateLimit, nil)
+	if err != nil {
+		return virtioSlot{}, fmt.Errorf("--net tap=%s: transmit: %w", n.TAP, err)
+	}
+	dev, err := net.New(net.Config{TAP: n.TAP, MAC: n.MAC, RXLimiter: rx, TXLimiter: tx})
 	if err != nil {
 		return virtioSlot{}, fmt.Errorf("--net tap=%s: %w", n.TAP, err)
 	}
 	m.onClose(dev.Close)
+	m.nics = append(m.nics, dev)
 	return m.attachVirtio(fmt.Sprintf("virtio-net %d (%s)", index, dev.Name()), index, dev)
+}
+
+// ErrNoDevice: a device index that the machine does not have.
+var ErrNoDevice = errors.New("no such device")
+
+// SetDiskRateLimit replaces the rate limit of disk i (in Config.Disks
+// order) on the running machine; requests waiting for tokens re-check at
+// once.
+func (m *Machine) SetDiskRateLimit(i int, cfg ratelimit.Config) error {
+	if i < 0 || i >= len(m.disks) {
+		return fmt.Errorf("%w: disk %d of %d", ErrNoDevice, i, len(m.disks))
+	}
+	if err := m.disks[i].Limiter().Update(cfg); err != nil {
+		return fmt.Errorf("disk %d: %w", i, err)
+	}
+	return nil
+}
+
+// SetNICRateLimit replaces the receive and transmit rate limits of NIC i
+// (in Config.NICs order); nil leaves one as it is.
+func (m *Machine) SetNICRateLimit(i int, rx, tx *ratelimit.Config) error {
+	if i < 0 || i >= len(m.nics) {
+		return fmt.Errorf("%w: NIC %d of %d", ErrNoDevice, i, len(m.nics))
+	}
+	if rx != nil {
+		if err := m.nics[i].RXLimiter().Update(*rx); err != nil {
+			return fmt.Errorf("NIC %d: receive: %w", i, err)
+		}
+	}
+	if tx != nil {
+		if err := m.nics[i].TXLimiter().Update(*tx); err != nil {
+			return fmt.Errorf("NIC %d: transmit: %w", i, err)
+		}
+	}
+	return nil
 }
