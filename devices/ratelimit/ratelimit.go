@@ -283,11 +283,11 @@ func (l *Limiter) TryAcquire(bytes uint64) (time.Duration, <-chan struct{}) {
 	return l.try(bytes, 1, false)
 }
 
-// tryReady is TryAcquire for a caller that learns a request's size only
+// TryWait is TryAcquire for a caller that learns a request's size only
 // after serving it (a received frame): it asks for one token of each
 // kind, so it passes once any debt is repaid, and takes nothing; Charge
 // then takes what was used.
-func (l *Limiter) tryReady() (time.Duration, <-chan struct{}) {
+func (l *Limiter) TryWait() (time.Duration, <-chan struct{}) {
 	return l.try(1, 1, true)
 }
 
@@ -351,7 +351,7 @@ func (l *Limiter) Acquire(bytes uint64, cancel <-chan struct{}) error {
 // bucket, without taking any: for a device that learns a request's size
 // only after serving it, and then calls Charge.
 func (l *Limiter) Wait(cancel <-chan struct{}) error {
-	return l.wait(l.tryReady, cancel)
+	return l.wait(l.TryWait, cancel)
 }
 
 func (l *Limiter) wait(try func() (time.Duration, <-chan struct{}), cancel <-chan struct{}) error {

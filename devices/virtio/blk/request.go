@@ -36,8 +36,8 @@ const HeaderSize = 16
 type server struct {
 	b      *Block
 	stop   <-chan struct{} // closed on reset
-	data   [][]byte // the request's data buffers
-	cursor [][]byte // what remains of them during I/O
+	data   [][]byte        // the request's data buffers
+	cursor [][]byte        // what remains of them during I/O
 }
 
 // handle serves one request chain (virtio 1.2 §5.2.6). The framing makes
