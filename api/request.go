@@ -419,36 +419,27 @@ func parseNetworkInterface(body []byte) (NetworkInterface, error) {
 	return n, nil
 }
 
-// ErrRateLimit marks a rate limiter that would limit something: vmm does
-// not enforce limits yet, so it refuses them rather than accept a promise
-// it would not keep.
-var ErrRateLimit = errors.New("rate limiters are not supported yet")
-
-// checkLimiter validates a rate limiter's shape as Firecracker does (each
-// bucket needs size and refill_time) and refuses one that limits: in
-// Firecracker a bucket with size 0 or refill_time 0 limits nothing
-// (TokenBucket::new returns None), so only those are accepted.
+// checkLimiter validates a rate limiter's shape as Firecracker does: each
+// bucket given needs size and refill_time; a bucket with size 0 or
+// refill_time 0 limits nothing (Firecracker's TokenBucket::new returns
+// None). The numbers must fit the token arithmetic.
 func checkLimiter(name string, rl *RateLimiter) error {
 	if rl == nil {
 		return nil
 	}
-	for _, b := range []struct {
-		name string
-		tb   *TokenBucket
-	}{{"bandwidth", rl.Bandwidth}, {"ops", rl.Ops}} {
-		if b.tb == nil {
+	for _, b := range []*TokenBucket{rl.Bandwidth, rl.Ops} {
+		if b == nil {
 			continue
 		}
-		if b.tb.Size == nil {
+		if b.Size == nil {
 			return missing("size")
 		}
-		if b.tb.RefillTime == nil {
+		if b.RefillTime == nil {
 			return missing("refill_time")
 		}
-		if *b.tb.Size != 0 && *b.tb.RefillTime != 0 {
-			return &badRequest{msg: fmt.Sprintf("%s: %s bucket of %d per %d ms: %v (only unlimited buckets, size or refill_time 0, are accepted)",
-				name, b.name, *b.tb.Size, *b.tb.RefillTime, ErrRateLimit)}
-		}
+	}
+	if err := limiterConfig(rl).Validate(); err != nil {
+		return fault("%s: %v", name, err)
 	}
 	return nil
 }

@@ -6,7 +6,9 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"time"
 
+	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/machine"
 	"github.com/vmm-dev/vmm/memory"
 )
@@ -245,10 +247,12 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 		cfg.Initrd = *r.Boot.InitrdPath
 	}
 	for _, d := range r.Drives {
-		cfg.Disks = append(cfg.Disks, machine.Disk{Path: d.PathOnHost, ReadOnly: d.IsReadOnly})
+		cfg.Disks = append(cfg.Disks, machine.Disk{Path: d.PathOnHost, ReadOnly: d.IsReadOnly,
+			RateLimit: limiterConfig(d.RateLimiter)})
 	}
 	for _, n := range r.NICs {
-		nic := machine.NIC{TAP: n.HostDevName}
+		nic := machine.NIC{TAP: n.HostDevName,
+			RXRateLimit: limiterConfig(n.RxRateLimiter), TXRateLimit: limiterConfig(n.TxRateLimiter)}
 		if n.GuestMAC != "" {
 			mac, err := net.ParseMAC(n.GuestMAC)
 			if err != nil {
@@ -289,4 +293,68 @@ func (r *VMResources) Full() FullVMConfig {
 		MachineConfig:     &m,
 		NetworkInterfaces: append([]NetworkInterface{}, r.NICs...),
 	}
+}
+
+// limiterConfig turns swagger's RateLimiter into the devices' limits
+// (refill_time is in milliseconds); nil limits nothing.
+func limiterConfig(rl *RateLimiter) ratelimit.Config {
+	if rl == nil {
+		return ratelimit.Config{}
+	}
+	return ratelimit.Config{Bandwidth: bucketConfig(rl.Bandwidth), Ops: bucketConfig(rl.Ops)}
+}
+
+func bucketConfig(tb *TokenBucket) ratelimit.Bucket {
+	if tb == nil || tb.Size == nil || tb.RefillTime == nil {
+		return ratelimit.Bucket{}
+	}
+	b := ratelimit.Bucket{Size: *tb.Size}
+	// A refill time beyond what a Duration holds is as good as never.
+	const maxMS = uint64(1<<63-1) / uint64(time.Millisecond)
+	b.RefillTime = time.Duration(min(*tb.RefillTime, maxMS)) * time.Millisecond
+	if tb.OneTimeBurst != nil {
+		b.OneTimeBurst = *tb.OneTimeBurst
+	}
+	return b
+}
+
+// patchLimiter applies a PATCH's rate limiter over the one in force, as
+// Firecracker's RateLimiterUpdate does: a bucket the PATCH names replaces
+// the old one (a zero size or refill_time turns it off), a bucket it
+// leaves out stays.
+func patchLimiter(old, patch *RateLimiter) *RateLimiter {
+	if patch == nil {
+		return old
+	}
+	var r RateLimiter
+	if old != nil {
+		r = *old
+	}
+	if patch.Bandwidth != nil {
+		r.Bandwidth = patch.Bandwidth
+	}
+	if patch.Ops != nil {
+		r.Ops = patch.Ops
+	}
+	return &r
+}
+
+// driveIndex returns the position of drive id, which is its virtio-blk
+// device's position in the machine, or -1.
+func (r *VMResources) driveIndex(id string) int {
+	for i, d := range r.Drives {
+		if d.DriveID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *VMResources) nicIndex(id string) int {
+	for i, n := range r.NICs {
+		if n.IfaceID == id {
+			return i
+		}
+	}
+	return -1
 }

@@ -149,6 +149,13 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	v.fails("PUT", "/machine-config", `{"vcpu_count":1,"mem_size_mib":64}`, msgPostBoot)
 	v.fails("PUT", "/drives/rootfs", fmt.Sprintf(`{"drive_id":"rootfs","path_on_host":%q,"is_root_device":true}`, rootfs), msgPostBoot)
 	v.fails("PATCH", "/drives/rootfs", `{"drive_id":"rootfs","path_on_host":"/x"}`, "not supported yet")
+	v.fails("PATCH", "/drives/other", `{"drive_id":"other","rate_limiter":{"ops":{"size":1,"refill_time":1}}}`, "no drive")
+	v.ok("PATCH", "/drives/rootfs", `{"drive_id":"rootfs","rate_limiter":{"bandwidth":{"size":1048576,"refill_time":1000}}}`)
+	v.ok("PATCH", "/drives/rootfs", `{"drive_id":"rootfs","rate_limiter":{"ops":{"size":100,"refill_time":1000}}}`)
+	if tap != "" {
+		v.ok("PATCH", "/network-interfaces/eth0", `{"iface_id":"eth0","tx_rate_limiter":{"bandwidth":{"size":1048576,"refill_time":1000}}}`)
+	}
+	v.fails("PATCH", "/network-interfaces/eth9", `{"iface_id":"eth9","tx_rate_limiter":{"ops":{"size":1,"refill_time":1}}}`, "no interface")
 	v.fails("PUT", "/actions", `{"action_type":"SendCtrlAltDel"}`, "not supported yet")
 	v.ok("PUT", "/actions", `{"action_type":"FlushMetrics"}`)
 	code, body = v.call("GET", "/vm/config", "")
@@ -158,6 +165,13 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	assert.Equal(t, uint8(2), full.MachineConfig.VCPUCount)
 	require.Len(t, full.Drives, 1)
 	assert.Equal(t, rootfs, full.Drives[0].PathOnHost)
+	// Both PATCHes apply: the second kept the first's bandwidth bucket.
+	rl := full.Drives[0].RateLimiter
+	require.NotNil(t, rl)
+	require.NotNil(t, rl.Bandwidth)
+	require.NotNil(t, rl.Ops)
+	assert.Equal(t, uint64(1<<20), *rl.Bandwidth.Size)
+	assert.Equal(t, uint64(100), *rl.Ops.Size)
 	assert.Equal(t, metricsPath, full.Metrics.MetricsPath)
 
 	metrics, err := os.ReadFile(metricsPath)
