@@ -143,7 +143,7 @@ func (c *Controller) Handle(r Request) Response {
 func preBoot(r Request) bool {
 	switch r.(type) {
 	case PutMachineConfig, PatchMachineConfig, PutBootSource, PutDrive, PutNetworkInterface,
-		PutLogger, PutMetrics, InstanceStart:
+		PutEntropy, PutLogger, PutMetrics, InstanceStart:
 		return true
 	}
 	return false
@@ -175,6 +175,8 @@ func (c *Controller) apply(r Request) (any, error) {
 		return nil, c.res.InsertDrive(r.Drive)
 	case PutNetworkInterface:
 		return nil, c.res.InsertNetworkInterface(r.Iface)
+	case PutEntropy:
+		return nil, c.res.SetEntropy(r.Entropy)
 	case PatchDrive:
 		if !c.started {
 			return nil, fault(msgPreBoot)

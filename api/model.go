@@ -114,6 +114,11 @@ type NetworkInterfaceUpdate struct {
 	TxRateLimiter *RateLimiter `json:"tx_rate_limiter,omitempty"`
 }
 
+// Entropy is the body of PUT /entropy (swagger "EntropyDevice").
+type Entropy struct {
+	RateLimiter *RateLimiter `json:"rate_limiter,omitempty"`
+}
+
 // Logger is the body of PUT /logger.
 type Logger struct {
 	LogPath       *string `json:"log_path,omitempty"`
@@ -167,6 +172,7 @@ type FullVMConfig struct {
 	Drives            []Drive            `json:"drives"`
 	MachineConfig     *MachineConfig     `json:"machine-config,omitempty"`
 	NetworkInterfaces []NetworkInterface `json:"network-interfaces"`
+	Entropy           *Entropy           `json:"entropy,omitempty"`
 	Logger            *Logger            `json:"logger,omitempty"`
 	Metrics           *Metrics           `json:"metrics,omitempty"`
 }

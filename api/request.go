@@ -29,6 +29,7 @@ type (
 	PatchDrive            struct{ Update DriveUpdate }
 	PutNetworkInterface   struct{ Iface NetworkInterface }
 	PatchNetworkInterface struct{ Update NetworkInterfaceUpdate }
+	PutEntropy            struct{ Entropy Entropy }
 	PutLogger             struct{ Logger Logger }
 	PutMetrics            struct{ Metrics Metrics }
 	InstanceStart         struct{}
@@ -50,6 +51,7 @@ func (PutDrive) kind() string              { return "PutDrive" }
 func (PatchDrive) kind() string            { return "PatchDrive" }
 func (PutNetworkInterface) kind() string   { return "PutNetworkInterface" }
 func (PatchNetworkInterface) kind() string { return "PatchNetworkInterface" }
+func (PutEntropy) kind() string            { return "PutEntropy" }
 func (PutLogger) kind() string             { return "PutLogger" }
 func (PutMetrics) kind() string            { return "PutMetrics" }
 func (InstanceStart) kind() string         { return "InstanceStart" }
@@ -218,6 +220,12 @@ func ParseRequest(method, path string, body []byte) (Request, error) {
 			}
 		}
 		return PatchNetworkInterface{u}, nil
+	case "PUT entropy":
+		e, err := parseEntropy(body)
+		if err != nil {
+			return nil, err
+		}
+		return noID(PutEntropy{e})
 	case "PUT logger":
 		var l Logger
 		if err := decode(body, &l); err != nil {
@@ -262,8 +270,6 @@ func ParseRequest(method, path string, body []byte) (Request, error) {
 	switch head {
 	case "vsock":
 		return Unsupported{"vsock devices are not supported yet"}, nil
-	case "entropy":
-		return Unsupported{"entropy (virtio-rng) devices are not supported yet"}, nil
 	case "balloon":
 		return Unsupported{"balloon devices are not supported yet"}, nil
 	case "snapshot":
@@ -384,6 +390,17 @@ func parseDrive(body []byte) (Drive, error) {
 		return Drive{}, err
 	}
 	return d, nil
+}
+
+func parseEntropy(body []byte) (Entropy, error) {
+	var e Entropy
+	if err := decode(body, &e); err != nil {
+		return Entropy{}, err
+	}
+	if err := checkLimiter("rate_limiter", e.RateLimiter); err != nil {
+		return Entropy{}, err
+	}
+	return e, nil
 }
 
 func parseNetworkInterface(body []byte) (NetworkInterface, error) {

@@ -44,6 +44,8 @@ type VMResources struct {
 	// order they were first added.
 	Drives []Drive
 	NICs   []NetworkInterface
+	// Entropy is the virtio-rng device, if configured.
+	Entropy *Entropy
 }
 
 // NewVMResources returns Firecracker's default configuration.
@@ -173,9 +175,9 @@ func (r *VMResources) InsertDrive(d Drive) error {
 			r.Drives[0], r.Drives[pos] = r.Drives[pos], r.Drives[0]
 		}
 	}
-	if n := len(r.Drives) + len(r.NICs); n > machine.MaxDevices {
+	if n := r.devices(); n > machine.MaxDevices {
 		r.removeDrive(d.DriveID)
-		return fault("too many devices: vmm supports at most %d drives and network interfaces together", machine.MaxDevices)
+		return fault("%s", r.tooMany())
 	}
 	return nil
 }
@@ -219,10 +221,33 @@ func (r *VMResources) InsertNetworkInterface(n NetworkInterface) error {
 		r.NICs[pos] = n
 		return nil
 	}
-	if len(r.Drives)+len(r.NICs)+1 > machine.MaxDevices {
-		return fault("too many devices: vmm supports at most %d drives and network interfaces together", machine.MaxDevices)
+	if r.devices()+1 > machine.MaxDevices {
+		return fault("%s", r.tooMany())
 	}
 	r.NICs = append(r.NICs, n)
+	return nil
+}
+
+// devices counts the virtio devices configured.
+func (r *VMResources) devices() int {
+	n := len(r.Drives) + len(r.NICs)
+	if r.Entropy != nil {
+		n++
+	}
+	return n
+}
+
+func (r *VMResources) tooMany() string {
+	return fmt.Sprintf("too many devices: vmm supports at most %d virtio devices (drives, network interfaces, entropy, vsock) together", machine.MaxDevices)
+}
+
+// SetEntropy configures the entropy device (PUT /entropy), replacing any
+// earlier one.
+func (r *VMResources) SetEntropy(e Entropy) error {
+	if r.Entropy == nil && r.devices()+1 > machine.MaxDevices {
+		return fault("%s", r.tooMany())
+	}
+	r.Entropy = &e
 	return nil
 }
 
@@ -262,6 +287,9 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 		}
 		cfg.NICs = append(cfg.NICs, nic)
 	}
+	if r.Entropy != nil {
+		cfg.Entropy = &machine.Entropy{RateLimit: limiterConfig(r.Entropy.RateLimiter)}
+	}
 	return cfg, nil
 }
 
@@ -292,6 +320,7 @@ func (r *VMResources) Full() FullVMConfig {
 		Drives:            append([]Drive{}, r.Drives...),
 		MachineConfig:     &m,
 		NetworkInterfaces: append([]NetworkInterface{}, r.NICs...),
+		Entropy:           r.Entropy,
 	}
 }
 

@@ -136,6 +136,7 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	v.ok("PUT", "/machine-config", `{"vcpu_count":2,"mem_size_mib":64,"smt":false}`)
 	v.ok("PUT", "/boot-source", fmt.Sprintf(`{"kernel_image_path":%q,"boot_args":"console=ttyS0 reboot=k panic=1"}`, haltELF(t)))
 	v.ok("PUT", "/drives/rootfs", fmt.Sprintf(`{"drive_id":"rootfs","path_on_host":%q,"is_root_device":true,"is_read_only":false}`, rootfs))
+	v.ok("PUT", "/entropy", `{"rate_limiter":{"bandwidth":{"size":65536,"refill_time":100}}}`)
 	if tap != "" {
 		v.ok("PUT", "/network-interfaces/eth0", fmt.Sprintf(`{"iface_id":"eth0","host_dev_name":%q,"guest_mac":"06:00:AC:10:00:02"}`, tap))
 	}
@@ -146,6 +147,7 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	// After boot: the pre-boot calls are refused with Firecracker's text,
 	// the GETs still answer, metrics flush.
 	v.fails("PUT", "/actions", `{"action_type":"InstanceStart"}`, msgPostBoot)
+	v.fails("PUT", "/entropy", `{}`, msgPostBoot)
 	v.fails("PUT", "/machine-config", `{"vcpu_count":1,"mem_size_mib":64}`, msgPostBoot)
 	v.fails("PUT", "/drives/rootfs", fmt.Sprintf(`{"drive_id":"rootfs","path_on_host":%q,"is_root_device":true}`, rootfs), msgPostBoot)
 	v.fails("PATCH", "/drives/rootfs", `{"drive_id":"rootfs","path_on_host":"/x"}`, "not supported yet")
@@ -165,6 +167,7 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	assert.Equal(t, uint8(2), full.MachineConfig.VCPUCount)
 	require.Len(t, full.Drives, 1)
 	assert.Equal(t, rootfs, full.Drives[0].PathOnHost)
+	require.NotNil(t, full.Entropy, "the entropy device is in /vm/config")
 	// Both PATCHes apply: the second kept the first's bandwidth bucket.
 	rl := full.Drives[0].RateLimiter
 	require.NotNil(t, rl)
@@ -286,6 +289,7 @@ func TestSecondInstanceStartIsRefused(t *testing.T) {
 	v.ok("PUT", "/boot-source", fmt.Sprintf(`{"kernel_image_path":%q}`, haltELF(t)))
 	v.ok("PUT", "/actions", `{"action_type":"InstanceStart"}`)
 	v.fails("PUT", "/actions", `{"action_type":"InstanceStart"}`, msgPostBoot)
+	v.fails("PUT", "/entropy", `{}`, msgPostBoot)
 	v.fails("PUT", "/boot-source", fmt.Sprintf(`{"kernel_image_path":%q}`, haltELF(t)), msgPostBoot)
 	assert.Equal(t, StateRunning, v.state())
 }
@@ -345,13 +349,17 @@ func TestConfigFile(t *testing.T) {
 		"boot-source": {"kernel_image_path": %q, "boot_args": "console=ttyS0"},
 		"drives": [{"drive_id": "rootfs", "path_on_host": %q, "is_root_device": true, "is_read_only": true}],
 		"machine-config": {"vcpu_count": 2, "mem_size_mib": 64},
-		"network-interfaces": []
+		"network-interfaces": [],
+		"entropy": {"rate_limiter": {"bandwidth": {"size": 4096, "refill_time": 1000}}}
 	}`, kernel, disk)
 	ctl := NewController(Options{ID: "cfg"})
 	require.NoError(t, ctl.LoadConfig([]byte(good)))
 	cfg, err := ctl.Resources().MachineConfig()
 	require.NoError(t, err)
 	assert.Equal(t, 2, cfg.CPUs)
+	require.NotNil(t, cfg.Entropy)
+	assert.Equal(t, uint64(4096), cfg.Entropy.RateLimit.Bandwidth.Size)
+	assert.Equal(t, time.Second, cfg.Entropy.RateLimit.Bandwidth.RefillTime)
 	assert.Equal(t, "console=ttyS0 root=/dev/vda ro", cfg.Cmdline)
 
 	for _, tc := range []struct{ name, json, want string }{
@@ -360,6 +368,7 @@ func TestConfigFile(t *testing.T) {
 		{"no boot source", `{"machine-config": {"vcpu_count": 1, "mem_size_mib": 64}}`, `no "boot-source"`},
 		{"vsock", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "vsock": {}}`, kernel), "vsock devices are not supported yet"},
 		{"unknown", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "gpu": {}}`, kernel), `unknown section "gpu"`},
+		{"bad entropy", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "entropy": {"rate_limiter": {"ops": {"size": 1}}}}`, kernel), "entropy"},
 		{"bad drive", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "drives": [{"drive_id": "a"}]}`, kernel), "drives[0]"},
 		{"bad id", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "drives": [{"drive_id": "a/b", "path_on_host": %q, "is_root_device": false}]}`, kernel, disk), msgInvalidID},
 		{"missing kernel", `{"boot-source": {"kernel_image_path": "/nonexistent/k"}}`, "The kernel file cannot be opened"},

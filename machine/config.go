@@ -57,6 +57,12 @@ type NIC struct {
 	RXRateLimit, TXRateLimit ratelimit.Config
 }
 
+// Entropy is a virtio-rng device fed by the host's getrandom.
+type Entropy struct {
+	// RateLimit delays its requests; the zero value limits nothing.
+	RateLimit ratelimit.Config
+}
+
 // Config describes one VM.
 type Config struct {
 	Kernel  string // bzImage or ELF vmlinux
@@ -66,7 +72,8 @@ type Config struct {
 	Memory  uint64 // bytes of guest RAM
 	Disks   []Disk
 	NICs    []NIC
-	NoACPI  bool // describe the machine with an MP table instead of ACPI
+	Entropy *Entropy // nil: no entropy device
+	NoACPI  bool     // describe the machine with an MP table instead of ACPI
 
 	Console io.Writer // guest serial output; nil discards it
 	// Progress, when set, is called for every guest write to the
@@ -107,7 +114,12 @@ func (c Config) validate(maxCPUs int) error {
 		errs = append(errs, fmt.Errorf("%d MiB of memory requested: must be between %d MiB and %d GiB",
 			c.Memory>>20, memory.MinSize>>20, memory.MaxSize>>30))
 	}
-	if n := len(c.Disks) + len(c.NICs); n > MaxDevices {
+	if c.Entropy != nil {
+		if err := c.Entropy.RateLimit.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("entropy device: %w", err))
+		}
+	}
+	if n := c.virtioDevices(); n > MaxDevices {
 		errs = append(errs, fmt.Errorf("%d virtio devices requested: at most %d", n, MaxDevices))
 	}
 	for _, d := range c.Disks {
@@ -129,4 +141,14 @@ func (c Config) validate(maxCPUs int) error {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}
 	return nil
+}
+
+// virtioDevices counts the virtio devices: disks, NICs, then the
+// entropy device, in the order they are placed.
+func (c Config) virtioDevices() int {
+	n := len(c.Disks) + len(c.NICs)
+	if c.Entropy != nil {
+		n++
+	}
+	return n
 }

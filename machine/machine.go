@@ -13,6 +13,7 @@ import (
 	"github.com/vmm-dev/vmm/devices/serial"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
+	"github.com/vmm-dev/vmm/devices/virtio/rng"
 	"github.com/vmm-dev/vmm/kvm"
 	"github.com/vmm-dev/vmm/memory"
 	"github.com/vmm-dev/vmm/vcpu"
@@ -41,6 +42,7 @@ type Machine struct {
 	panics   *panicWatch
 	disks    []*blk.Block // in Config.Disks order
 	nics     []*net.Net   // in Config.NICs order
+	entropy  *rng.RNG
 	Image    *boot.Image
 
 	closers []func() error // undone in reverse order by Close
@@ -172,7 +174,7 @@ func (m *Machine) registerMemory() error {
 // configuration alone, so the command line can be written before the
 // devices exist.
 func plannedSlots(cfg Config) []virtioSlot {
-	slots := make([]virtioSlot, len(cfg.Disks)+len(cfg.NICs))
+	slots := make([]virtioSlot, cfg.virtioDevices())
 	for i := range slots {
 		slots[i] = slotFor(i)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
+	"github.com/vmm-dev/vmm/devices/virtio/rng"
 	"github.com/vmm-dev/vmm/kvm"
 )
 
@@ -35,6 +36,18 @@ func (m *Machine) addVirtioDevices() ([]virtioSlot, error) {
 	}
 	for _, n := range m.cfg.NICs {
 		slot, err := m.attachNIC(n, len(slots))
+		if err != nil {
+			return nil, err
+		}
+		slots = append(slots, slot)
+	}
+	if e := m.cfg.Entropy; e != nil {
+		lim, err := ratelimit.New(e.RateLimit, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--entropy: %w", err)
+		}
+		m.entropy = rng.New(rng.Options{RateLimiter: lim})
+		slot, err := m.attachVirtio("virtio-rng", len(slots), m.entropy)
 		if err != nil {
 			return nil, err
 		}
@@ -125,4 +138,12 @@ func (m *Machine) SetNICRateLimit(i int, rx, tx *ratelimit.Config) error {
 		}
 	}
 	return nil
+}
+
+// SetEntropyRateLimit replaces the entropy device's rate limit.
+func (m *Machine) SetEntropyRateLimit(cfg ratelimit.Config) error {
+	if m.entropy == nil {
+		return fmt.Errorf("%w: no entropy device", ErrNoDevice)
+	}
+	return m.entropy.Limiter().Update(cfg)
 }

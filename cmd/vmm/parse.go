@@ -157,6 +157,33 @@ func parseNIC(s string) (machine.NIC, error) {
 	return n, nil
 }
 
+// parseEntropy reads --entropy: "on", or "bw=RATE[,iops=N]" for a
+// limited device.
+func parseEntropy(s string) (*machine.Entropy, error) {
+	e := &machine.Entropy{}
+	if s == "on" {
+		return e, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "bw", "iops":
+			r, err := parseRate(v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: --entropy %q: %s: %w", errBadFlag, s, k, err)
+			}
+			if k == "bw" {
+				e.RateLimit.Bandwidth = rateBucket(r)
+			} else {
+				e.RateLimit.Ops = rateBucket(r)
+			}
+		default:
+			return nil, fmt.Errorf("%w: --entropy %q: unknown option %q (want on, or bw=RATE[,iops=N])", errBadFlag, s, kv)
+		}
+	}
+	return e, nil
+}
+
 func parseOnReboot(s string) (machine.RebootAction, error) {
 	switch s {
 	case "exit", "":

@@ -83,6 +83,20 @@ func TestParseNIC(t *testing.T) {
 	}
 }
 
+func TestParseEntropy(t *testing.T) {
+	e, err := parseEntropy("on")
+	require.NoError(t, err)
+	assert.True(t, e.RateLimit.Unlimited())
+	e, err = parseEntropy("bw=64K,iops=10")
+	require.NoError(t, err)
+	assert.Equal(t, ratelimit.Config{Bandwidth: ratelimit.Bucket{Size: 64 << 10, RefillTime: time.Second},
+		Ops: ratelimit.Bucket{Size: 10, RefillTime: time.Second}}, e.RateLimit)
+	for _, bad := range []string{"", "off", "bw=", "bw=1,speed=2"} {
+		_, err := parseEntropy(bad)
+		assert.ErrorIs(t, err, errBadFlag, bad)
+	}
+}
+
 func TestParseOnReboot(t *testing.T) {
 	a, err := parseOnReboot("restart")
 	require.NoError(t, err)
