@@ -12,16 +12,16 @@ import (
 // session is the device between Activate and Reset: the transmit queue's
 // worker, and one goroutine that owns the receive and event queues.
 type session struct {
-	v      *Vsock
-	act    virtio.Activation
-	rxq    *virtio.Queue
-	evq    *virtio.Queue // nil when the driver did not enable it
-	tx     *virtio.Worker
-	kicks  chan struct{} // capacity 1: the driver added RX or event buffers
-	stopc  chan struct{}
-	done   chan struct{}
-	quit   atomic.Bool
-	relays sync.WaitGroup
+	v       *Vsock
+	act     virtio.Activation
+	rxq     *virtio.Queue
+	evq     *virtio.Queue // nil when the driver did not enable it
+	tx      *virtio.Worker
+	kicks   chan struct{} // capacity 1: the driver added RX or event buffers
+	stopc   chan struct{}
+	done    chan struct{}
+	quit    atomic.Bool
+	relays  sync.WaitGroup
 	kickFDs []*virtio.EventFD
 
 	scratch [][]byte // the TX worker's payload slices

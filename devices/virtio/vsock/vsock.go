@@ -93,7 +93,7 @@ type Vsock struct {
 	closed   bool
 	// handshakes are host sockets still sending their CONNECT line.
 	handshakes map[*net.UnixConn]struct{}
-	wake     chan struct{} // capacity 1: the RX side has work
+	wake       chan struct{} // capacity 1: the RX side has work
 
 	stats counters
 }
@@ -122,7 +122,7 @@ func New(cfg Config) (*Vsock, error) {
 		cid: cfg.GuestCID, path: cfg.UDSPath, listener: l,
 		conns: map[connKey]*conn{}, nextPort: firstHostPort,
 		handshakes: map[*net.UnixConn]struct{}{},
-		wake: make(chan struct{}, 1),
+		wake:       make(chan struct{}, 1),
 	}
 	v.acceptWG.Add(1)
 	go v.acceptLoop()
