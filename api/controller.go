@@ -143,7 +143,7 @@ func (c *Controller) Handle(r Request) Response {
 func preBoot(r Request) bool {
 	switch r.(type) {
 	case PutMachineConfig, PatchMachineConfig, PutBootSource, PutDrive, PutNetworkInterface,
-		PutEntropy, PutLogger, PutMetrics, InstanceStart:
+		PutEntropy, PutVsock, PutLogger, PutMetrics, InstanceStart:
 		return true
 	}
 	return false
@@ -177,6 +177,8 @@ func (c *Controller) apply(r Request) (any, error) {
 		return nil, c.res.InsertNetworkInterface(r.Iface)
 	case PutEntropy:
 		return nil, c.res.SetEntropy(r.Entropy)
+	case PutVsock:
+		return nil, c.res.SetVsock(r.Vsock)
 	case PatchDrive:
 		if !c.started {
 			return nil, fault(msgPreBoot)

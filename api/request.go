@@ -30,6 +30,7 @@ type (
 	PutNetworkInterface   struct{ Iface NetworkInterface }
 	PatchNetworkInterface struct{ Update NetworkInterfaceUpdate }
 	PutEntropy            struct{ Entropy Entropy }
+	PutVsock              struct{ Vsock Vsock }
 	PutLogger             struct{ Logger Logger }
 	PutMetrics            struct{ Metrics Metrics }
 	InstanceStart         struct{}
@@ -52,6 +53,7 @@ func (PatchDrive) kind() string            { return "PatchDrive" }
 func (PutNetworkInterface) kind() string   { return "PutNetworkInterface" }
 func (PatchNetworkInterface) kind() string { return "PatchNetworkInterface" }
 func (PutEntropy) kind() string            { return "PutEntropy" }
+func (PutVsock) kind() string              { return "PutVsock" }
 func (PutLogger) kind() string             { return "PutLogger" }
 func (PutMetrics) kind() string            { return "PutMetrics" }
 func (InstanceStart) kind() string         { return "InstanceStart" }
@@ -220,6 +222,12 @@ func ParseRequest(method, path string, body []byte) (Request, error) {
 			}
 		}
 		return PatchNetworkInterface{u}, nil
+	case "PUT vsock":
+		vs, err := parseVsock(body)
+		if err != nil {
+			return nil, err
+		}
+		return noID(PutVsock{vs})
 	case "PUT entropy":
 		e, err := parseEntropy(body)
 		if err != nil {
@@ -268,8 +276,6 @@ func ParseRequest(method, path string, body []byte) (Request, error) {
 	// Endpoints of Firecracker that vmm does not serve yet: a clear
 	// refusal, not "invalid path", so a client sees what is missing.
 	switch head {
-	case "vsock":
-		return Unsupported{"vsock devices are not supported yet"}, nil
 	case "balloon":
 		return Unsupported{"balloon devices are not supported yet"}, nil
 	case "snapshot":
@@ -390,6 +396,28 @@ func parseDrive(body []byte) (Drive, error) {
 		return Drive{}, err
 	}
 	return d, nil
+}
+
+func parseVsock(body []byte) (Vsock, error) {
+	var b struct {
+		VsockID  *string `json:"vsock_id"`
+		GuestCID *uint32 `json:"guest_cid"`
+		UDSPath  *string `json:"uds_path"`
+	}
+	if err := decode(body, &b); err != nil {
+		return Vsock{}, err
+	}
+	switch {
+	case b.GuestCID == nil:
+		return Vsock{}, missing("guest_cid")
+	case b.UDSPath == nil:
+		return Vsock{}, missing("uds_path")
+	}
+	vs := Vsock{GuestCID: *b.GuestCID, UDSPath: *b.UDSPath}
+	if b.VsockID != nil {
+		vs.VsockID = *b.VsockID
+	}
+	return vs, nil
 }
 
 func parseEntropy(body []byte) (Entropy, error) {

@@ -46,6 +46,8 @@ type VMResources struct {
 	NICs   []NetworkInterface
 	// Entropy is the virtio-rng device, if configured.
 	Entropy *Entropy
+	// Vsock is the virtio-vsock device, if configured.
+	Vsock *Vsock
 }
 
 // NewVMResources returns Firecracker's default configuration.
@@ -234,6 +236,9 @@ func (r *VMResources) devices() int {
 	if r.Entropy != nil {
 		n++
 	}
+	if r.Vsock != nil {
+		n++
+	}
 	return n
 }
 
@@ -248,6 +253,23 @@ func (r *VMResources) SetEntropy(e Entropy) error {
 		return fault("%s", r.tooMany())
 	}
 	r.Entropy = &e
+	return nil
+}
+
+// SetVsock configures the vsock device (PUT /vsock), replacing any
+// earlier one. As in Firecracker the socket is created at boot, and a
+// path that exists then fails InstanceStart.
+func (r *VMResources) SetVsock(vs Vsock) error {
+	if vs.GuestCID < 3 || vs.GuestCID == 0xffff_ffff {
+		return fault("Invalid guest CID %d: it must be at least 3 (0, 1 and 2 are reserved) and not 4294967295.", vs.GuestCID)
+	}
+	if vs.UDSPath == "" {
+		return fault("The vsock uds_path is empty.")
+	}
+	if r.Vsock == nil && r.devices()+1 > machine.MaxDevices {
+		return fault("%s", r.tooMany())
+	}
+	r.Vsock = &vs
 	return nil
 }
 
@@ -290,6 +312,9 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 	if r.Entropy != nil {
 		cfg.Entropy = &machine.Entropy{RateLimit: limiterConfig(r.Entropy.RateLimiter)}
 	}
+	if r.Vsock != nil {
+		cfg.Vsock = &machine.Vsock{GuestCID: uint64(r.Vsock.GuestCID), UDSPath: r.Vsock.UDSPath}
+	}
 	return cfg, nil
 }
 
@@ -320,6 +345,7 @@ func (r *VMResources) Full() FullVMConfig {
 		Drives:            append([]Drive{}, r.Drives...),
 		MachineConfig:     &m,
 		NetworkInterfaces: append([]NetworkInterface{}, r.NICs...),
+		Vsock:             r.Vsock,
 		Entropy:           r.Entropy,
 	}
 }

@@ -137,6 +137,8 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	v.ok("PUT", "/boot-source", fmt.Sprintf(`{"kernel_image_path":%q,"boot_args":"console=ttyS0 reboot=k panic=1"}`, haltELF(t)))
 	v.ok("PUT", "/drives/rootfs", fmt.Sprintf(`{"drive_id":"rootfs","path_on_host":%q,"is_root_device":true,"is_read_only":false}`, rootfs))
 	v.ok("PUT", "/entropy", `{"rate_limiter":{"bandwidth":{"size":65536,"refill_time":100}}}`)
+	vsockPath := filepath.Join(dir, "v.sock")
+	v.ok("PUT", "/vsock", fmt.Sprintf(`{"guest_cid":3,"uds_path":%q}`, vsockPath))
 	if tap != "" {
 		v.ok("PUT", "/network-interfaces/eth0", fmt.Sprintf(`{"iface_id":"eth0","host_dev_name":%q,"guest_mac":"06:00:AC:10:00:02"}`, tap))
 	}
@@ -168,6 +170,11 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	require.Len(t, full.Drives, 1)
 	assert.Equal(t, rootfs, full.Drives[0].PathOnHost)
 	require.NotNil(t, full.Entropy, "the entropy device is in /vm/config")
+	require.NotNil(t, full.Vsock)
+	assert.Equal(t, uint32(3), full.Vsock.GuestCID)
+	st, err := os.Stat(vsockPath)
+	require.NoError(t, err, "the vsock socket exists once the VM runs")
+	assert.Equal(t, os.ModeSocket, st.Mode().Type())
 	// Both PATCHes apply: the second kept the first's bandwidth bucket.
 	rl := full.Drives[0].RateLimiter
 	require.NotNil(t, rl)
@@ -243,7 +250,7 @@ func TestBadRequestsKeepTheServerServing(t *testing.T) {
 	v.fails("PUT", "/actions", `{"action_type":"InstanceStart"}`, "without kernel configuration")
 	v.fails("PUT", "/actions", `{"action_type":"SendCtrlAltDel"}`, msgPreBoot)
 	v.fails("PATCH", "/drives/a", `{"drive_id":"a","path_on_host":"/x"}`, msgPreBoot)
-	v.fails("PUT", "/vsock", `{"guest_cid":3,"uds_path":"/tmp/v.sock"}`, "vsock devices are not supported yet")
+	v.fails("PUT", "/vsock", `{"guest_cid":2,"uds_path":"/tmp/v.sock"}`, "Invalid guest CID 2")
 	v.fails("GET", "/nothing", "", "Invalid request method and/or path")
 	v.fails("PUT", "/metrics", `{"metrics_path":"/nonexistent/dir/m"}`, "metrics")
 	// Over the payload limit: refused before it is parsed.
@@ -366,7 +373,7 @@ func TestConfigFile(t *testing.T) {
 		{"not json", `boot`, "invalid configuration file"},
 		{"array", `[]`, "invalid configuration file"},
 		{"no boot source", `{"machine-config": {"vcpu_count": 1, "mem_size_mib": 64}}`, `no "boot-source"`},
-		{"vsock", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "vsock": {}}`, kernel), "vsock devices are not supported yet"},
+		{"vsock", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "vsock": {}}`, kernel), "missing field `guest_cid`"},
 		{"unknown", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "gpu": {}}`, kernel), `unknown section "gpu"`},
 		{"bad entropy", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "entropy": {"rate_limiter": {"ops": {"size": 1}}}}`, kernel), "entropy"},
 		{"bad drive", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "drives": [{"drive_id": "a"}]}`, kernel), "drives[0]"},

@@ -63,6 +63,13 @@ type Entropy struct {
 	RateLimit ratelimit.Config
 }
 
+// Vsock is a virtio-vsock device with Firecracker's unix-socket host
+// side (see devices/virtio/vsock).
+type Vsock struct {
+	GuestCID uint64
+	UDSPath  string
+}
+
 // Config describes one VM.
 type Config struct {
 	Kernel  string // bzImage or ELF vmlinux
@@ -73,6 +80,7 @@ type Config struct {
 	Disks   []Disk
 	NICs    []NIC
 	Entropy *Entropy // nil: no entropy device
+	Vsock   *Vsock   // nil: no vsock device
 	NoACPI  bool     // describe the machine with an MP table instead of ACPI
 
 	Console io.Writer // guest serial output; nil discards it
@@ -119,6 +127,9 @@ func (c Config) validate(maxCPUs int) error {
 			errs = append(errs, fmt.Errorf("entropy device: %w", err))
 		}
 	}
+	if v := c.Vsock; v != nil && (v.GuestCID < 3 || v.GuestCID >= 0xffff_ffff || v.UDSPath == "") {
+		errs = append(errs, fmt.Errorf("vsock: guest CID %d must be 3 to 4294967294, and a socket path given (%q)", v.GuestCID, v.UDSPath))
+	}
 	if n := c.virtioDevices(); n > MaxDevices {
 		errs = append(errs, fmt.Errorf("%d virtio devices requested: at most %d", n, MaxDevices))
 	}
@@ -144,10 +155,13 @@ func (c Config) validate(maxCPUs int) error {
 }
 
 // virtioDevices counts the virtio devices: disks, NICs, then the
-// entropy device, in the order they are placed.
+// entropy and vsock devices, in the order they are placed.
 func (c Config) virtioDevices() int {
 	n := len(c.Disks) + len(c.NICs)
 	if c.Entropy != nil {
+		n++
+	}
+	if c.Vsock != nil {
 		n++
 	}
 	return n

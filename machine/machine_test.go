@@ -34,6 +34,8 @@ func TestValidate(t *testing.T) {
 		{"bad disk limit", func(c *Config) {
 			c.Disks = []Disk{{Path: "d", RateLimit: ratelimit.Config{Ops: ratelimit.Bucket{Size: 1 << 63, RefillTime: 1}}}}
 		}, "invalid rate limiter"},
+		{"vsock CID", func(c *Config) { c.Vsock = &Vsock{GuestCID: 2, UDSPath: "/v"} }, "guest CID 2"},
+		{"vsock path", func(c *Config) { c.Vsock = &Vsock{GuestCID: 3} }, "socket path"},
 		{"NUL in cmdline", func(c *Config) { c.Cmdline = "a\x00b" }, "NUL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
+	"github.com/vmm-dev/vmm/devices/virtio/vsock"
 	"github.com/vmm-dev/vmm/kvm"
 )
 
@@ -48,6 +49,18 @@ func (m *Machine) addVirtioDevices() ([]virtioSlot, error) {
 		}
 		m.entropy = rng.New(rng.Options{RateLimiter: lim})
 		slot, err := m.attachVirtio("virtio-rng", len(slots), m.entropy)
+		if err != nil {
+			return nil, err
+		}
+		slots = append(slots, slot)
+	}
+	if vc := m.cfg.Vsock; vc != nil {
+		dev, err := vsock.New(vsock.Config{GuestCID: vc.GuestCID, UDSPath: vc.UDSPath})
+		if err != nil {
+			return nil, fmt.Errorf("--vsock: %w", err)
+		}
+		m.onClose(dev.Close) // after the transport's: Close runs closers in reverse
+		slot, err := m.attachVirtio(fmt.Sprintf("virtio-vsock (cid %d, %s)", vc.GuestCID, vc.UDSPath), len(slots), dev)
 		if err != nil {
 			return nil, err
 		}

@@ -184,6 +184,31 @@ func parseEntropy(s string) (*machine.Entropy, error) {
 	return e, nil
 }
 
+// parseVsock reads --vsock: "cid=N,uds=PATH" (Firecracker's guest_cid
+// and uds_path).
+func parseVsock(s string) (*machine.Vsock, error) {
+	v := &machine.Vsock{}
+	for _, kv := range strings.Split(s, ",") {
+		k, val, _ := strings.Cut(kv, "=")
+		switch k {
+		case "cid", "guest_cid":
+			n, err := strconv.ParseUint(val, 10, 32)
+			if err != nil || n < 3 || n == 1<<32-1 {
+				return nil, fmt.Errorf("%w: --vsock %q: cid %q: want 3 to 4294967294", errBadFlag, s, val)
+			}
+			v.GuestCID = n
+		case "uds", "uds_path":
+			v.UDSPath = val
+		default:
+			return nil, fmt.Errorf("%w: --vsock %q: unknown option %q (want cid=N,uds=PATH)", errBadFlag, s, kv)
+		}
+	}
+	if v.GuestCID == 0 || v.UDSPath == "" {
+		return nil, fmt.Errorf("%w: --vsock %q: need cid=N and uds=PATH", errBadFlag, s)
+	}
+	return v, nil
+}
+
 func parseOnReboot(s string) (machine.RebootAction, error) {
 	switch s {
 	case "exit", "":

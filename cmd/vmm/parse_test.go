@@ -97,6 +97,19 @@ func TestParseEntropy(t *testing.T) {
 	}
 }
 
+func TestParseVsock(t *testing.T) {
+	v, err := parseVsock("cid=3,uds=/run/v.sock")
+	require.NoError(t, err)
+	assert.Equal(t, &machine.Vsock{GuestCID: 3, UDSPath: "/run/v.sock"}, v)
+	v, err = parseVsock("uds_path=/a,guest_cid=4294967294")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4294967294), v.GuestCID)
+	for _, bad := range []string{"", "cid=3", "uds=/a", "cid=2,uds=/a", "cid=x,uds=/a", "cid=4294967295,uds=/a", "cid=3,uds=/a,port=1"} {
+		_, err := parseVsock(bad)
+		assert.ErrorIs(t, err, errBadFlag, bad)
+	}
+}
+
 func TestParseOnReboot(t *testing.T) {
 	a, err := parseOnReboot("restart")
 	require.NoError(t, err)
