@@ -37,7 +37,7 @@ type (
 	SendCtrlAltDel        struct{}
 	FlushMetrics          struct{}
 	// Unsupported is an endpoint Firecracker has and vmm does not yet
-	// (vsock, entropy, balloon, snapshots, MMDS ...): answered 400.
+	// (balloon, snapshots, MMDS ...): answered 400.
 	Unsupported struct{ Reason string }
 )
 
