@@ -156,6 +156,13 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	v.fails("PATCH", "/drives/other", `{"drive_id":"other","rate_limiter":{"ops":{"size":1,"refill_time":1}}}`, "no drive")
 	v.ok("PATCH", "/drives/rootfs", `{"drive_id":"rootfs","rate_limiter":{"bandwidth":{"size":1048576,"refill_time":1000}}}`)
 	v.ok("PATCH", "/drives/rootfs", `{"drive_id":"rootfs","rate_limiter":{"ops":{"size":100,"refill_time":1000}}}`)
+	v.ctl.mu.Lock()
+	inForce, err := v.ctl.m.DiskRateLimit(0)
+	v.ctl.mu.Unlock()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1<<20), inForce.Bandwidth.Size, "the PATCH reached the running disk")
+	assert.Equal(t, time.Second, inForce.Bandwidth.RefillTime)
+	assert.Equal(t, uint64(100), inForce.Ops.Size)
 	if tap != "" {
 		v.ok("PATCH", "/network-interfaces/eth0", `{"iface_id":"eth0","tx_rate_limiter":{"bandwidth":{"size":1048576,"refill_time":1000}}}`)
 	}

@@ -134,6 +134,14 @@ func (m *Machine) SetDiskRateLimit(i int, cfg ratelimit.Config) error {
 	return nil
 }
 
+// DiskRateLimit returns the rate limit in force on disk i.
+func (m *Machine) DiskRateLimit(i int) (ratelimit.Config, error) {
+	if i < 0 || i >= len(m.disks) {
+		return ratelimit.Config{}, fmt.Errorf("%w: disk %d of %d", ErrNoDevice, i, len(m.disks))
+	}
+	return m.disks[i].Limiter().Config(), nil
+}
+
 // SetNICRateLimit replaces the receive and transmit rate limits of NIC i
 // (in Config.NICs order); nil leaves one as it is.
 func (m *Machine) SetNICRateLimit(i int, rx, tx *ratelimit.Config) error {
