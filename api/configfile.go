@@ -14,8 +14,6 @@ var ErrConfigFile = errors.New("invalid configuration file")
 // unsupportedSections are Firecracker configuration-file sections vmm
 // does not serve yet: refused by name, so the user sees what is missing.
 var unsupportedSections = map[string]string{
-	"vsock":          "vsock devices are not supported yet",
-	"entropy":        "entropy (virtio-rng) devices are not supported yet",
 	"balloon":        "balloon devices are not supported yet",
 	"mmds-config":    "MMDS is not supported yet",
 	"cpu-config":     "custom CPU templates are not supported yet",
@@ -44,7 +42,7 @@ func (c *Controller) LoadConfig(data []byte) error {
 	sort.Strings(names)
 	for _, name := range names {
 		switch name {
-		case "boot-source", "drives", "machine-config", "network-interfaces", "logger", "metrics":
+		case "boot-source", "drives", "machine-config", "network-interfaces", "vsock", "entropy", "logger", "metrics":
 		default:
 			if why, ok := unsupportedSections[name]; ok {
 				return fmt.Errorf("%w: %q: %s", ErrConfigFile, name, why)
@@ -121,6 +119,18 @@ func (c *Controller) LoadConfig(data []byte) error {
 			if err := apply(fmt.Sprintf("network-interfaces[%d]", i), PutNetworkInterface{n}, err); err != nil {
 				return err
 			}
+		}
+	}
+	if raw, ok := sections["vsock"]; ok {
+		vs, err := parseVsock(raw)
+		if err := apply("vsock", PutVsock{vs}, err); err != nil {
+			return err
+		}
+	}
+	if raw, ok := sections["entropy"]; ok {
+		e, err := parseEntropy(raw)
+		if err := apply("entropy", PutEntropy{e}, err); err != nil {
+			return err
 		}
 	}
 	return nil

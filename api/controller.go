@@ -143,7 +143,7 @@ func (c *Controller) Handle(r Request) Response {
 func preBoot(r Request) bool {
 	switch r.(type) {
 	case PutMachineConfig, PatchMachineConfig, PutBootSource, PutDrive, PutNetworkInterface,
-		PutLogger, PutMetrics, InstanceStart:
+		PutEntropy, PutVsock, PutLogger, PutMetrics, InstanceStart:
 		return true
 	}
 	return false
@@ -175,11 +175,20 @@ func (c *Controller) apply(r Request) (any, error) {
 		return nil, c.res.InsertDrive(r.Drive)
 	case PutNetworkInterface:
 		return nil, c.res.InsertNetworkInterface(r.Iface)
-	case PatchDrive, PatchNetworkInterface:
+	case PutEntropy:
+		return nil, c.res.SetEntropy(r.Entropy)
+	case PutVsock:
+		return nil, c.res.SetVsock(r.Vsock)
+	case PatchDrive:
 		if !c.started {
 			return nil, fault(msgPreBoot)
 		}
-		return nil, fault("updating a device of a running microVM is not supported yet")
+		return nil, c.patchDrive(r.Update)
+	case PatchNetworkInterface:
+		if !c.started {
+			return nil, fault(msgPreBoot)
+		}
+		return nil, c.patchNetworkInterface(r.Update)
 	case PutLogger:
 		return nil, c.configureLogger(r.Logger)
 	case PutMetrics:
@@ -202,6 +211,42 @@ func (c *Controller) apply(r Request) (any, error) {
 		return nil, fault("%s", r.Reason)
 	}
 	return nil, fmt.Errorf("%w: unhandled request %s", ErrBadRequest, r.kind())
+}
+
+// patchDrive changes a running drive's rate limiter. Requests waiting
+// for tokens re-check at once, so a limit lifted takes effect without a
+// reboot.
+func (c *Controller) patchDrive(u DriveUpdate) error {
+	i := c.res.driveIndex(u.DriveID)
+	if i < 0 {
+		return fault("Unable to patch the block device: no drive with drive_id %q.", u.DriveID)
+	}
+	d := &c.res.Drives[i]
+	if u.PathOnHost != nil && *u.PathOnHost != d.PathOnHost {
+		return fault("Unable to patch the block device: changing path_on_host of a running microVM is not supported yet.")
+	}
+	rl := patchLimiter(d.RateLimiter, u.RateLimiter)
+	if err := c.m.SetDiskRateLimit(i, limiterConfig(rl)); err != nil {
+		return fault("Unable to patch the block device: %v", err)
+	}
+	d.RateLimiter = rl
+	return nil
+}
+
+// patchNetworkInterface changes a running interface's rate limiters.
+func (c *Controller) patchNetworkInterface(u NetworkInterfaceUpdate) error {
+	i := c.res.nicIndex(u.IfaceID)
+	if i < 0 {
+		return fault("Unable to patch the network interface: no interface with iface_id %q.", u.IfaceID)
+	}
+	n := &c.res.NICs[i]
+	rx, tx := patchLimiter(n.RxRateLimiter, u.RxRateLimiter), patchLimiter(n.TxRateLimiter, u.TxRateLimiter)
+	rxCfg, txCfg := limiterConfig(rx), limiterConfig(tx)
+	if err := c.m.SetNICRateLimit(i, &rxCfg, &txCfg); err != nil {
+		return fault("Unable to patch the network interface: %v", err)
+	}
+	n.RxRateLimiter, n.TxRateLimiter = rx, tx
+	return nil
 }
 
 func (c *Controller) configureLogger(l Logger) error {

@@ -114,6 +114,20 @@ type NetworkInterfaceUpdate struct {
 	TxRateLimiter *RateLimiter `json:"tx_rate_limiter,omitempty"`
 }
 
+// Entropy is the body of PUT /entropy (swagger "EntropyDevice").
+type Entropy struct {
+	RateLimiter *RateLimiter `json:"rate_limiter,omitempty"`
+}
+
+// Vsock is the body of PUT /vsock (swagger "Vsock"): the guest's CID and
+// the host-side unix socket. vsock_id is deprecated in Firecracker and
+// accepted for old clients.
+type Vsock struct {
+	VsockID  string `json:"vsock_id,omitempty"`
+	GuestCID uint32 `json:"guest_cid"`
+	UDSPath  string `json:"uds_path"`
+}
+
 // Logger is the body of PUT /logger.
 type Logger struct {
 	LogPath       *string `json:"log_path,omitempty"`
@@ -167,6 +181,8 @@ type FullVMConfig struct {
 	Drives            []Drive            `json:"drives"`
 	MachineConfig     *MachineConfig     `json:"machine-config,omitempty"`
 	NetworkInterfaces []NetworkInterface `json:"network-interfaces"`
+	Vsock             *Vsock             `json:"vsock,omitempty"`
+	Entropy           *Entropy           `json:"entropy,omitempty"`
 	Logger            *Logger            `json:"logger,omitempty"`
 	Metrics           *Metrics           `json:"metrics,omitempty"`
 }

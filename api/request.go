@@ -29,13 +29,15 @@ type (
 	PatchDrive            struct{ Update DriveUpdate }
 	PutNetworkInterface   struct{ Iface NetworkInterface }
 	PatchNetworkInterface struct{ Update NetworkInterfaceUpdate }
+	PutEntropy            struct{ Entropy Entropy }
+	PutVsock              struct{ Vsock Vsock }
 	PutLogger             struct{ Logger Logger }
 	PutMetrics            struct{ Metrics Metrics }
 	InstanceStart         struct{}
 	SendCtrlAltDel        struct{}
 	FlushMetrics          struct{}
 	// Unsupported is an endpoint Firecracker has and vmm does not yet
-	// (vsock, entropy, balloon, snapshots, MMDS ...): answered 400.
+	// (balloon, snapshots, MMDS ...): answered 400.
 	Unsupported struct{ Reason string }
 )
 
@@ -50,6 +52,8 @@ func (PutDrive) kind() string              { return "PutDrive" }
 func (PatchDrive) kind() string            { return "PatchDrive" }
 func (PutNetworkInterface) kind() string   { return "PutNetworkInterface" }
 func (PatchNetworkInterface) kind() string { return "PatchNetworkInterface" }
+func (PutEntropy) kind() string            { return "PutEntropy" }
+func (PutVsock) kind() string              { return "PutVsock" }
 func (PutLogger) kind() string             { return "PutLogger" }
 func (PutMetrics) kind() string            { return "PutMetrics" }
 func (InstanceStart) kind() string         { return "InstanceStart" }
@@ -218,6 +222,18 @@ func ParseRequest(method, path string, body []byte) (Request, error) {
 			}
 		}
 		return PatchNetworkInterface{u}, nil
+	case "PUT vsock":
+		vs, err := parseVsock(body)
+		if err != nil {
+			return nil, err
+		}
+		return noID(PutVsock{vs})
+	case "PUT entropy":
+		e, err := parseEntropy(body)
+		if err != nil {
+			return nil, err
+		}
+		return noID(PutEntropy{e})
 	case "PUT logger":
 		var l Logger
 		if err := decode(body, &l); err != nil {
@@ -260,10 +276,6 @@ func ParseRequest(method, path string, body []byte) (Request, error) {
 	// Endpoints of Firecracker that vmm does not serve yet: a clear
 	// refusal, not "invalid path", so a client sees what is missing.
 	switch head {
-	case "vsock":
-		return Unsupported{"vsock devices are not supported yet"}, nil
-	case "entropy":
-		return Unsupported{"entropy (virtio-rng) devices are not supported yet"}, nil
 	case "balloon":
 		return Unsupported{"balloon devices are not supported yet"}, nil
 	case "snapshot":
@@ -386,6 +398,39 @@ func parseDrive(body []byte) (Drive, error) {
 	return d, nil
 }
 
+func parseVsock(body []byte) (Vsock, error) {
+	var b struct {
+		VsockID  *string `json:"vsock_id"`
+		GuestCID *uint32 `json:"guest_cid"`
+		UDSPath  *string `json:"uds_path"`
+	}
+	if err := decode(body, &b); err != nil {
+		return Vsock{}, err
+	}
+	switch {
+	case b.GuestCID == nil:
+		return Vsock{}, missing("guest_cid")
+	case b.UDSPath == nil:
+		return Vsock{}, missing("uds_path")
+	}
+	vs := Vsock{GuestCID: *b.GuestCID, UDSPath: *b.UDSPath}
+	if b.VsockID != nil {
+		vs.VsockID = *b.VsockID
+	}
+	return vs, nil
+}
+
+func parseEntropy(body []byte) (Entropy, error) {
+	var e Entropy
+	if err := decode(body, &e); err != nil {
+		return Entropy{}, err
+	}
+	if err := checkLimiter("rate_limiter", e.RateLimiter); err != nil {
+		return Entropy{}, err
+	}
+	return e, nil
+}
+
 func parseNetworkInterface(body []byte) (NetworkInterface, error) {
 	var b struct {
 		IfaceID       *string      `json:"iface_id"`
@@ -419,36 +464,27 @@ func parseNetworkInterface(body []byte) (NetworkInterface, error) {
 	return n, nil
 }
 
-// ErrRateLimit marks a rate limiter that would limit something: vmm does
-// not enforce limits yet, so it refuses them rather than accept a promise
-// it would not keep.
-var ErrRateLimit = errors.New("rate limiters are not supported yet")
-
-// checkLimiter validates a rate limiter's shape as Firecracker does (each
-// bucket needs size and refill_time) and refuses one that limits: in
-// Firecracker a bucket with size 0 or refill_time 0 limits nothing
-// (TokenBucket::new returns None), so only those are accepted.
+// checkLimiter validates a rate limiter's shape as Firecracker does: each
+// bucket given needs size and refill_time; a bucket with size 0 or
+// refill_time 0 limits nothing (Firecracker's TokenBucket::new returns
+// None). The numbers must fit the token arithmetic.
 func checkLimiter(name string, rl *RateLimiter) error {
 	if rl == nil {
 		return nil
 	}
-	for _, b := range []struct {
-		name string
-		tb   *TokenBucket
-	}{{"bandwidth", rl.Bandwidth}, {"ops", rl.Ops}} {
-		if b.tb == nil {
+	for _, b := range []*TokenBucket{rl.Bandwidth, rl.Ops} {
+		if b == nil {
 			continue
 		}
-		if b.tb.Size == nil {
+		if b.Size == nil {
 			return missing("size")
 		}
-		if b.tb.RefillTime == nil {
+		if b.RefillTime == nil {
 			return missing("refill_time")
 		}
-		if *b.tb.Size != 0 && *b.tb.RefillTime != 0 {
-			return &badRequest{msg: fmt.Sprintf("%s: %s bucket of %d per %d ms: %v (only unlimited buckets, size or refill_time 0, are accepted)",
-				name, b.name, *b.tb.Size, *b.tb.RefillTime, ErrRateLimit)}
-		}
+	}
+	if err := limiterConfig(rl).Validate(); err != nil {
+		return fault("%s: %v", name, err)
 	}
 	return nil
 }

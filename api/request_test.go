@@ -4,9 +4,12 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vmm-dev/vmm/devices/ratelimit"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -47,7 +50,13 @@ func TestParseRequest(t *testing.T) {
 		{"drive unlimited limiter", "PUT", "/drives/a", `{"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "rate_limiter": {"bandwidth": {"size": 0, "refill_time": 100}}}`,
 			PutDrive{Drive{DriveID: "a", PathOnHost: "/d", CacheType: "Unsafe", IOEngine: "Sync",
 				RateLimiter: &RateLimiter{Bandwidth: &TokenBucket{Size: new(uint64), RefillTime: ptr(uint64(100))}}}}, ""},
-		{"drive limiting limiter", "PUT", "/drives/a", `{"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "rate_limiter": {"ops": {"size": 100, "refill_time": 1000}}}`, nil, "rate limiters are not supported yet"},
+		{"drive limiting limiter", "PUT", "/drives/a", `{"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "rate_limiter": {"ops": {"size": 100, "refill_time": 1000, "one_time_burst": 5}}}`,
+			PutDrive{Drive{DriveID: "a", PathOnHost: "/d", CacheType: "Unsafe", IOEngine: "Sync",
+				RateLimiter: &RateLimiter{Ops: &TokenBucket{Size: ptr(uint64(100)), RefillTime: ptr(uint64(1000)), OneTimeBurst: ptr(uint64(5))}}}}, ""},
+		{"drive limiter too big", "PUT", "/drives/a", `{"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "rate_limiter": {"bandwidth": {"size": 18446744073709551615, "refill_time": 1000}}}`, nil, "rate_limiter: invalid rate limiter"},
+		{"patch drive limiter", "PATCH", "/drives/a", `{"drive_id": "a", "rate_limiter": {"bandwidth": {"size": 1048576, "refill_time": 1000}}}`,
+			PatchDrive{DriveUpdate{DriveID: "a", RateLimiter: &RateLimiter{Bandwidth: &TokenBucket{Size: ptr(uint64(1 << 20)), RefillTime: ptr(uint64(1000))}}}}, ""},
+		{"patch drive limiter missing refill", "PATCH", "/drives/a", `{"drive_id": "a", "rate_limiter": {"bandwidth": {"size": 1048576}}}`, nil, "missing field `refill_time`"},
 		{"drive limiter missing size", "PUT", "/drives/a", `{"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "rate_limiter": {"ops": {"refill_time": 1000}}}`, nil, "missing field `size`"},
 		{"patch drive", "PATCH", "/drives/a", `{"drive_id": "a", "path_on_host": "/e"}`, PatchDrive{DriveUpdate{DriveID: "a", PathOnHost: ptr("/e")}}, ""},
 		{"patch drive other field", "PATCH", "/drives/a", `{"drive_id": "a", "is_read_only": true}`, nil, `unknown field "is_read_only"`},
@@ -55,7 +64,10 @@ func TestParseRequest(t *testing.T) {
 			PutNetworkInterface{NetworkInterface{IfaceID: "eth0", HostDevName: "tap0", GuestMAC: "06:00:AC:10:00:02"}}, ""},
 		{"net id mismatch", "PUT", "/network-interfaces/eth0", `{"iface_id": "eth1", "host_dev_name": "tap0"}`, nil, msgIDMismatch},
 		{"net no tap", "PUT", "/network-interfaces/eth0", `{"iface_id": "eth0"}`, nil, "missing field `host_dev_name`"},
-		{"net limiter", "PUT", "/network-interfaces/eth0", `{"iface_id": "eth0", "host_dev_name": "tap0", "tx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 10}}}`, nil, "tx_rate_limiter"},
+		{"net limiter", "PUT", "/network-interfaces/eth0", `{"iface_id": "eth0", "host_dev_name": "tap0", "tx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 10}}}`,
+			PutNetworkInterface{NetworkInterface{IfaceID: "eth0", HostDevName: "tap0",
+				TxRateLimiter: &RateLimiter{Bandwidth: &TokenBucket{Size: ptr(uint64(1000)), RefillTime: ptr(uint64(10))}}}}, ""},
+		{"net limiter too big", "PUT", "/network-interfaces/eth0", `{"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"ops": {"size": 1, "refill_time": 10, "one_time_burst": 18446744073709551615}}}`, nil, "rx_rate_limiter: invalid rate limiter"},
 		{"logger", "PUT", "/logger", `{"log_path": "/l", "level": "debug", "show_level": true}`, PutLogger{Logger{LogPath: ptr("/l"), Level: ptr("debug"), ShowLevel: ptr(true)}}, ""},
 		{"logger bad level", "PUT", "/logger", `{"level": "loud"}`, nil, "Invalid value for logger level"},
 		{"metrics", "PUT", "/metrics", `{"metrics_path": "/m"}`, PutMetrics{Metrics{MetricsPath: "/m"}}, ""},
@@ -65,8 +77,17 @@ func TestParseRequest(t *testing.T) {
 		{"ctrl-alt-del", "PUT", "/actions", `{"action_type": "SendCtrlAltDel"}`, SendCtrlAltDel{}, ""},
 		{"unknown action", "PUT", "/actions", `{"action_type": "Reboot"}`, nil, "unknown variant `Reboot`"},
 		{"action wrong type", "PUT", "/actions", `{"action_type": 1}`, nil, "deserializing"},
-		{"vsock", "PUT", "/vsock", `{"guest_cid": 3, "uds_path": "/v"}`, Unsupported{"vsock devices are not supported yet"}, ""},
-		{"entropy", "PUT", "/entropy", `{}`, Unsupported{"entropy (virtio-rng) devices are not supported yet"}, ""},
+		{"vsock", "PUT", "/vsock", `{"guest_cid": 3, "uds_path": "/v"}`, PutVsock{Vsock{GuestCID: 3, UDSPath: "/v"}}, ""},
+		{"vsock with old id", "PUT", "/vsock", `{"vsock_id": "vsock0", "guest_cid": 52, "uds_path": "/v"}`, PutVsock{Vsock{VsockID: "vsock0", GuestCID: 52, UDSPath: "/v"}}, ""},
+		{"vsock no cid", "PUT", "/vsock", `{"uds_path": "/v"}`, nil, "missing field `guest_cid`"},
+		{"vsock no path", "PUT", "/vsock", `{"guest_cid": 3}`, nil, "missing field `uds_path`"},
+		{"vsock cid too big", "PUT", "/vsock", `{"guest_cid": 4294967296, "uds_path": "/v"}`, nil, "deserializing"},
+		{"vsock unknown field", "PUT", "/vsock", `{"guest_cid": 3, "uds_path": "/v", "port": 1}`, nil, `unknown field "port"`},
+		{"entropy", "PUT", "/entropy", `{}`, PutEntropy{}, ""},
+		{"entropy limited", "PUT", "/entropy", `{"rate_limiter": {"bandwidth": {"size": 1024, "refill_time": 100}}}`,
+			PutEntropy{Entropy{RateLimiter: &RateLimiter{Bandwidth: &TokenBucket{Size: ptr(uint64(1024)), RefillTime: ptr(uint64(100))}}}}, ""},
+		{"entropy unknown field", "PUT", "/entropy", `{"rate": 1}`, nil, `unknown field "rate"`},
+		{"entropy with id", "PUT", "/entropy/x", `{}`, nil, "Invalid request method and/or path"},
 		{"balloon", "GET", "/balloon/statistics", "", Unsupported{"balloon devices are not supported yet"}, ""},
 		{"pause", "PATCH", "/vm", `{"state": "Paused"}`, Unsupported{"pausing and resuming the microVM is not supported yet (it comes with snapshots)"}, ""},
 		{"snapshot create", "PUT", "/snapshot/create", `{}`, Unsupported{"snapshots are not supported yet"}, ""},
@@ -205,4 +226,38 @@ func TestNetworkInterfaces(t *testing.T) {
 	assert.ErrorContains(t, r.InsertNetworkInterface(NetworkInterface{IfaceID: "eth1", HostDevName: strings.Repeat("t", 16)}), "1 to 15 characters")
 	require.NoError(t, r.InsertNetworkInterface(NetworkInterface{IfaceID: "eth0", HostDevName: "tap9"}), "replace by ID")
 	assert.Len(t, r.NICs, 1)
+}
+
+func TestLimiterConfigAndPatch(t *testing.T) {
+	bucket := func(size, refill, burst uint64) *TokenBucket {
+		return &TokenBucket{Size: ptr(size), RefillTime: ptr(refill), OneTimeBurst: ptr(burst)}
+	}
+	old := &RateLimiter{Bandwidth: bucket(1000, 100, 5), Ops: bucket(10, 1000, 0)}
+	for _, tc := range []struct {
+		name  string
+		patch *RateLimiter
+		want  ratelimit.Config
+	}{
+		{"no patch keeps both", nil, ratelimit.Config{
+			Bandwidth: ratelimit.Bucket{Size: 1000, RefillTime: 100 * time.Millisecond, OneTimeBurst: 5},
+			Ops:       ratelimit.Bucket{Size: 10, RefillTime: time.Second}}},
+		{"bandwidth replaced, ops kept", &RateLimiter{Bandwidth: bucket(1, 2, 0)}, ratelimit.Config{
+			Bandwidth: ratelimit.Bucket{Size: 1, RefillTime: 2 * time.Millisecond},
+			Ops:       ratelimit.Bucket{Size: 10, RefillTime: time.Second}}},
+		{"size 0 turns a bucket off", &RateLimiter{Ops: bucket(0, 0, 0)}, ratelimit.Config{
+			Bandwidth: ratelimit.Bucket{Size: 1000, RefillTime: 100 * time.Millisecond, OneTimeBurst: 5}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := limiterConfig(patchLimiter(old, tc.patch))
+			assert.Equal(t, tc.want.Bandwidth, got.Bandwidth)
+			assert.Equal(t, tc.want.Ops.Unlimited(), got.Ops.Unlimited())
+			if !tc.want.Ops.Unlimited() {
+				assert.Equal(t, tc.want.Ops, got.Ops)
+			}
+		})
+	}
+	assert.True(t, limiterConfig(nil).Unlimited())
+	assert.True(t, limiterConfig(patchLimiter(nil, &RateLimiter{Ops: bucket(0, 5, 0)})).Unlimited())
+	huge := limiterConfig(&RateLimiter{Ops: bucket(1, 1<<63, 0)})
+	assert.Positive(t, huge.Ops.RefillTime, "a refill time past a Duration saturates")
 }

@@ -6,7 +6,9 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"time"
 
+	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/machine"
 	"github.com/vmm-dev/vmm/memory"
 )
@@ -42,6 +44,10 @@ type VMResources struct {
 	// order they were first added.
 	Drives []Drive
 	NICs   []NetworkInterface
+	// Entropy is the virtio-rng device, if configured.
+	Entropy *Entropy
+	// Vsock is the virtio-vsock device, if configured.
+	Vsock *Vsock
 }
 
 // NewVMResources returns Firecracker's default configuration.
@@ -171,9 +177,9 @@ func (r *VMResources) InsertDrive(d Drive) error {
 			r.Drives[0], r.Drives[pos] = r.Drives[pos], r.Drives[0]
 		}
 	}
-	if n := len(r.Drives) + len(r.NICs); n > machine.MaxDevices {
+	if n := r.devices(); n > machine.MaxDevices {
 		r.removeDrive(d.DriveID)
-		return fault("too many devices: vmm supports at most %d drives and network interfaces together", machine.MaxDevices)
+		return fault("%s", r.tooMany())
 	}
 	return nil
 }
@@ -217,10 +223,53 @@ func (r *VMResources) InsertNetworkInterface(n NetworkInterface) error {
 		r.NICs[pos] = n
 		return nil
 	}
-	if len(r.Drives)+len(r.NICs)+1 > machine.MaxDevices {
-		return fault("too many devices: vmm supports at most %d drives and network interfaces together", machine.MaxDevices)
+	if r.devices()+1 > machine.MaxDevices {
+		return fault("%s", r.tooMany())
 	}
 	r.NICs = append(r.NICs, n)
+	return nil
+}
+
+// devices counts the virtio devices configured.
+func (r *VMResources) devices() int {
+	n := len(r.Drives) + len(r.NICs)
+	if r.Entropy != nil {
+		n++
+	}
+	if r.Vsock != nil {
+		n++
+	}
+	return n
+}
+
+func (r *VMResources) tooMany() string {
+	return fmt.Sprintf("too many devices: vmm supports at most %d virtio devices (drives, network interfaces, entropy, vsock) together", machine.MaxDevices)
+}
+
+// SetEntropy configures the entropy device (PUT /entropy), replacing any
+// earlier one.
+func (r *VMResources) SetEntropy(e Entropy) error {
+	if r.Entropy == nil && r.devices()+1 > machine.MaxDevices {
+		return fault("%s", r.tooMany())
+	}
+	r.Entropy = &e
+	return nil
+}
+
+// SetVsock configures the vsock device (PUT /vsock), replacing any
+// earlier one. As in Firecracker the socket is created at boot, and a
+// path that exists then fails InstanceStart.
+func (r *VMResources) SetVsock(vs Vsock) error {
+	if vs.GuestCID < 3 || vs.GuestCID == 0xffff_ffff {
+		return fault("Invalid guest CID %d: it must be at least 3 (0, 1 and 2 are reserved) and not 4294967295.", vs.GuestCID)
+	}
+	if vs.UDSPath == "" {
+		return fault("The vsock uds_path is empty.")
+	}
+	if r.Vsock == nil && r.devices()+1 > machine.MaxDevices {
+		return fault("%s", r.tooMany())
+	}
+	r.Vsock = &vs
 	return nil
 }
 
@@ -245,10 +294,12 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 		cfg.Initrd = *r.Boot.InitrdPath
 	}
 	for _, d := range r.Drives {
-		cfg.Disks = append(cfg.Disks, machine.Disk{Path: d.PathOnHost, ReadOnly: d.IsReadOnly})
+		cfg.Disks = append(cfg.Disks, machine.Disk{Path: d.PathOnHost, ReadOnly: d.IsReadOnly,
+			RateLimit: limiterConfig(d.RateLimiter)})
 	}
 	for _, n := range r.NICs {
-		nic := machine.NIC{TAP: n.HostDevName}
+		nic := machine.NIC{TAP: n.HostDevName,
+			RXRateLimit: limiterConfig(n.RxRateLimiter), TXRateLimit: limiterConfig(n.TxRateLimiter)}
 		if n.GuestMAC != "" {
 			mac, err := net.ParseMAC(n.GuestMAC)
 			if err != nil {
@@ -257,6 +308,12 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 			nic.MAC = mac
 		}
 		cfg.NICs = append(cfg.NICs, nic)
+	}
+	if r.Entropy != nil {
+		cfg.Entropy = &machine.Entropy{RateLimit: limiterConfig(r.Entropy.RateLimiter)}
+	}
+	if r.Vsock != nil {
+		cfg.Vsock = &machine.Vsock{GuestCID: uint64(r.Vsock.GuestCID), UDSPath: r.Vsock.UDSPath}
 	}
 	return cfg, nil
 }
@@ -288,5 +345,71 @@ func (r *VMResources) Full() FullVMConfig {
 		Drives:            append([]Drive{}, r.Drives...),
 		MachineConfig:     &m,
 		NetworkInterfaces: append([]NetworkInterface{}, r.NICs...),
+		Vsock:             r.Vsock,
+		Entropy:           r.Entropy,
 	}
+}
+
+// limiterConfig turns swagger's RateLimiter into the devices' limits
+// (refill_time is in milliseconds); nil limits nothing.
+func limiterConfig(rl *RateLimiter) ratelimit.Config {
+	if rl == nil {
+		return ratelimit.Config{}
+	}
+	return ratelimit.Config{Bandwidth: bucketConfig(rl.Bandwidth), Ops: bucketConfig(rl.Ops)}
+}
+
+func bucketConfig(tb *TokenBucket) ratelimit.Bucket {
+	if tb == nil || tb.Size == nil || tb.RefillTime == nil {
+		return ratelimit.Bucket{}
+	}
+	b := ratelimit.Bucket{Size: *tb.Size}
+	// A refill time beyond what a Duration holds is as good as never.
+	const maxMS = uint64(1<<63-1) / uint64(time.Millisecond)
+	b.RefillTime = time.Duration(min(*tb.RefillTime, maxMS)) * time.Millisecond
+	if tb.OneTimeBurst != nil {
+		b.OneTimeBurst = *tb.OneTimeBurst
+	}
+	return b
+}
+
+// patchLimiter applies a PATCH's rate limiter over the one in force, as
+// Firecracker's RateLimiterUpdate does: a bucket the PATCH names replaces
+// the old one (a zero size or refill_time turns it off), a bucket it
+// leaves out stays.
+func patchLimiter(old, patch *RateLimiter) *RateLimiter {
+	if patch == nil {
+		return old
+	}
+	var r RateLimiter
+	if old != nil {
+		r = *old
+	}
+	if patch.Bandwidth != nil {
+		r.Bandwidth = patch.Bandwidth
+	}
+	if patch.Ops != nil {
+		r.Ops = patch.Ops
+	}
+	return &r
+}
+
+// driveIndex returns the position of drive id, which is its virtio-blk
+// device's position in the machine, or -1.
+func (r *VMResources) driveIndex(id string) int {
+	for i, d := range r.Drives {
+		if d.DriveID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *VMResources) nicIndex(id string) int {
+	for i, n := range r.NICs {
+		if n.IfaceID == id {
+			return i
+		}
+	}
+	return -1
 }

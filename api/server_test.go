@@ -136,6 +136,9 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	v.ok("PUT", "/machine-config", `{"vcpu_count":2,"mem_size_mib":64,"smt":false}`)
 	v.ok("PUT", "/boot-source", fmt.Sprintf(`{"kernel_image_path":%q,"boot_args":"console=ttyS0 reboot=k panic=1"}`, haltELF(t)))
 	v.ok("PUT", "/drives/rootfs", fmt.Sprintf(`{"drive_id":"rootfs","path_on_host":%q,"is_root_device":true,"is_read_only":false}`, rootfs))
+	v.ok("PUT", "/entropy", `{"rate_limiter":{"bandwidth":{"size":65536,"refill_time":100}}}`)
+	vsockPath := filepath.Join(dir, "v.sock")
+	v.ok("PUT", "/vsock", fmt.Sprintf(`{"guest_cid":3,"uds_path":%q}`, vsockPath))
 	if tap != "" {
 		v.ok("PUT", "/network-interfaces/eth0", fmt.Sprintf(`{"iface_id":"eth0","host_dev_name":%q,"guest_mac":"06:00:AC:10:00:02"}`, tap))
 	}
@@ -146,9 +149,24 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	// After boot: the pre-boot calls are refused with Firecracker's text,
 	// the GETs still answer, metrics flush.
 	v.fails("PUT", "/actions", `{"action_type":"InstanceStart"}`, msgPostBoot)
+	v.fails("PUT", "/entropy", `{}`, msgPostBoot)
 	v.fails("PUT", "/machine-config", `{"vcpu_count":1,"mem_size_mib":64}`, msgPostBoot)
 	v.fails("PUT", "/drives/rootfs", fmt.Sprintf(`{"drive_id":"rootfs","path_on_host":%q,"is_root_device":true}`, rootfs), msgPostBoot)
 	v.fails("PATCH", "/drives/rootfs", `{"drive_id":"rootfs","path_on_host":"/x"}`, "not supported yet")
+	v.fails("PATCH", "/drives/other", `{"drive_id":"other","rate_limiter":{"ops":{"size":1,"refill_time":1}}}`, "no drive")
+	v.ok("PATCH", "/drives/rootfs", `{"drive_id":"rootfs","rate_limiter":{"bandwidth":{"size":1048576,"refill_time":1000}}}`)
+	v.ok("PATCH", "/drives/rootfs", `{"drive_id":"rootfs","rate_limiter":{"ops":{"size":100,"refill_time":1000}}}`)
+	v.ctl.mu.Lock()
+	inForce, err := v.ctl.m.DiskRateLimit(0)
+	v.ctl.mu.Unlock()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1<<20), inForce.Bandwidth.Size, "the PATCH reached the running disk")
+	assert.Equal(t, time.Second, inForce.Bandwidth.RefillTime)
+	assert.Equal(t, uint64(100), inForce.Ops.Size)
+	if tap != "" {
+		v.ok("PATCH", "/network-interfaces/eth0", `{"iface_id":"eth0","tx_rate_limiter":{"bandwidth":{"size":1048576,"refill_time":1000}}}`)
+	}
+	v.fails("PATCH", "/network-interfaces/eth9", `{"iface_id":"eth9","tx_rate_limiter":{"ops":{"size":1,"refill_time":1}}}`, "no interface")
 	v.fails("PUT", "/actions", `{"action_type":"SendCtrlAltDel"}`, "not supported yet")
 	v.ok("PUT", "/actions", `{"action_type":"FlushMetrics"}`)
 	code, body = v.call("GET", "/vm/config", "")
@@ -158,6 +176,19 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	assert.Equal(t, uint8(2), full.MachineConfig.VCPUCount)
 	require.Len(t, full.Drives, 1)
 	assert.Equal(t, rootfs, full.Drives[0].PathOnHost)
+	require.NotNil(t, full.Entropy, "the entropy device is in /vm/config")
+	require.NotNil(t, full.Vsock)
+	assert.Equal(t, uint32(3), full.Vsock.GuestCID)
+	st, err := os.Stat(vsockPath)
+	require.NoError(t, err, "the vsock socket exists once the VM runs")
+	assert.Equal(t, os.ModeSocket, st.Mode().Type())
+	// Both PATCHes apply: the second kept the first's bandwidth bucket.
+	rl := full.Drives[0].RateLimiter
+	require.NotNil(t, rl)
+	require.NotNil(t, rl.Bandwidth)
+	require.NotNil(t, rl.Ops)
+	assert.Equal(t, uint64(1<<20), *rl.Bandwidth.Size)
+	assert.Equal(t, uint64(100), *rl.Ops.Size)
 	assert.Equal(t, metricsPath, full.Metrics.MetricsPath)
 
 	metrics, err := os.ReadFile(metricsPath)
@@ -226,7 +257,7 @@ func TestBadRequestsKeepTheServerServing(t *testing.T) {
 	v.fails("PUT", "/actions", `{"action_type":"InstanceStart"}`, "without kernel configuration")
 	v.fails("PUT", "/actions", `{"action_type":"SendCtrlAltDel"}`, msgPreBoot)
 	v.fails("PATCH", "/drives/a", `{"drive_id":"a","path_on_host":"/x"}`, msgPreBoot)
-	v.fails("PUT", "/vsock", `{"guest_cid":3,"uds_path":"/tmp/v.sock"}`, "vsock devices are not supported yet")
+	v.fails("PUT", "/vsock", `{"guest_cid":2,"uds_path":"/tmp/v.sock"}`, "Invalid guest CID 2")
 	v.fails("GET", "/nothing", "", "Invalid request method and/or path")
 	v.fails("PUT", "/metrics", `{"metrics_path":"/nonexistent/dir/m"}`, "metrics")
 	// Over the payload limit: refused before it is parsed.
@@ -272,6 +303,7 @@ func TestSecondInstanceStartIsRefused(t *testing.T) {
 	v.ok("PUT", "/boot-source", fmt.Sprintf(`{"kernel_image_path":%q}`, haltELF(t)))
 	v.ok("PUT", "/actions", `{"action_type":"InstanceStart"}`)
 	v.fails("PUT", "/actions", `{"action_type":"InstanceStart"}`, msgPostBoot)
+	v.fails("PUT", "/entropy", `{}`, msgPostBoot)
 	v.fails("PUT", "/boot-source", fmt.Sprintf(`{"kernel_image_path":%q}`, haltELF(t)), msgPostBoot)
 	assert.Equal(t, StateRunning, v.state())
 }
@@ -331,21 +363,26 @@ func TestConfigFile(t *testing.T) {
 		"boot-source": {"kernel_image_path": %q, "boot_args": "console=ttyS0"},
 		"drives": [{"drive_id": "rootfs", "path_on_host": %q, "is_root_device": true, "is_read_only": true}],
 		"machine-config": {"vcpu_count": 2, "mem_size_mib": 64},
-		"network-interfaces": []
+		"network-interfaces": [],
+		"entropy": {"rate_limiter": {"bandwidth": {"size": 4096, "refill_time": 1000}}}
 	}`, kernel, disk)
 	ctl := NewController(Options{ID: "cfg"})
 	require.NoError(t, ctl.LoadConfig([]byte(good)))
 	cfg, err := ctl.Resources().MachineConfig()
 	require.NoError(t, err)
 	assert.Equal(t, 2, cfg.CPUs)
+	require.NotNil(t, cfg.Entropy)
+	assert.Equal(t, uint64(4096), cfg.Entropy.RateLimit.Bandwidth.Size)
+	assert.Equal(t, time.Second, cfg.Entropy.RateLimit.Bandwidth.RefillTime)
 	assert.Equal(t, "console=ttyS0 root=/dev/vda ro", cfg.Cmdline)
 
 	for _, tc := range []struct{ name, json, want string }{
 		{"not json", `boot`, "invalid configuration file"},
 		{"array", `[]`, "invalid configuration file"},
 		{"no boot source", `{"machine-config": {"vcpu_count": 1, "mem_size_mib": 64}}`, `no "boot-source"`},
-		{"vsock", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "vsock": {}}`, kernel), "vsock devices are not supported yet"},
+		{"vsock", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "vsock": {}}`, kernel), "missing field `guest_cid`"},
 		{"unknown", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "gpu": {}}`, kernel), `unknown section "gpu"`},
+		{"bad entropy", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "entropy": {"rate_limiter": {"ops": {"size": 1}}}}`, kernel), "entropy"},
 		{"bad drive", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "drives": [{"drive_id": "a"}]}`, kernel), "drives[0]"},
 		{"bad id", fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q}, "drives": [{"drive_id": "a/b", "path_on_host": %q, "is_root_device": false}]}`, kernel, disk), msgInvalidID},
 		{"missing kernel", `{"boot-source": {"kernel_image_path": "/nonexistent/k"}}`, "The kernel file cannot be opened"},

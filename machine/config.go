@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/memory"
 )
 
@@ -64,12 +65,31 @@ const (
 type Disk struct {
 	Path     string
 	ReadOnly bool
+	// RateLimit delays the disk's requests; the zero value limits
+	// nothing. Machine.SetDiskRateLimit changes it at run time.
+	RateLimit ratelimit.Config
 }
 
 // NIC is a virtio-net device backed by a host TAP device.
 type NIC struct {
 	TAP string
 	MAC net.HardwareAddr // nil: generated
+	// RXRateLimit and TXRateLimit delay received and sent frames; the
+	// zero value limits nothing. Machine.SetNICRateLimit changes them.
+	RXRateLimit, TXRateLimit ratelimit.Config
+}
+
+// Entropy is a virtio-rng device fed by the host's getrandom.
+type Entropy struct {
+	// RateLimit delays its requests; the zero value limits nothing.
+	RateLimit ratelimit.Config
+}
+
+// Vsock is a virtio-vsock device with Firecracker's unix-socket host
+// side (see devices/virtio/vsock).
+type Vsock struct {
+	GuestCID uint64
+	UDSPath  string
 }
 
 // Config describes one VM.
@@ -81,7 +101,9 @@ type Config struct {
 	Memory  uint64 // bytes of guest RAM
 	Disks   []Disk
 	NICs    []NIC
-	NoACPI  bool // describe the machine with an MP table instead of ACPI
+	Entropy *Entropy // nil: no entropy device
+	Vsock   *Vsock   // nil: no vsock device
+	NoACPI  bool     // describe the machine with an MP table instead of ACPI
 	// Transport carries the virtio devices; "" is DefaultTransport.
 	Transport Transport
 
@@ -127,7 +149,15 @@ func (c Config) validate(maxCPUs int) error {
 		errs = append(errs, fmt.Errorf("%d MiB of memory requested: must be between %d MiB and %d GiB",
 			c.Memory>>20, memory.MinSize>>20, memory.MaxSize>>30))
 	}
-	n := len(c.Disks) + len(c.NICs)
+	if c.Entropy != nil {
+		if err := c.Entropy.RateLimit.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("entropy device: %w", err))
+		}
+	}
+	if v := c.Vsock; v != nil && (v.GuestCID < 3 || v.GuestCID >= 0xffff_ffff || v.UDSPath == "") {
+		errs = append(errs, fmt.Errorf("vsock: guest CID %d must be 3 to 4294967294, and a socket path given (%q)", v.GuestCID, v.UDSPath))
+	}
+	n := c.virtioDevices()
 	switch c.Transport {
 	case TransportMMIO:
 		if n > MaxDevices {
@@ -147,6 +177,18 @@ func (c Config) validate(maxCPUs int) error {
 	default:
 		errs = append(errs, fmt.Errorf("unknown virtio transport %q (mmio or pci)", c.Transport))
 	}
+	for _, d := range c.Disks {
+		if err := d.RateLimit.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("disk %s: %w", d.Path, err))
+		}
+	}
+	for _, n := range c.NICs {
+		for _, l := range []ratelimit.Config{n.RXRateLimit, n.TXRateLimit} {
+			if err := l.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("NIC %s: %w", n.TAP, err))
+			}
+		}
+	}
 	if strings.ContainsRune(c.Cmdline, 0) {
 		errs = append(errs, errors.New("kernel command line contains a NUL byte"))
 	}
@@ -154,4 +196,17 @@ func (c Config) validate(maxCPUs int) error {
 		return fmt.Errorf("%w: %w", ErrConfig, errors.Join(errs...))
 	}
 	return nil
+}
+
+// virtioDevices counts the virtio devices: disks, NICs, then the
+// entropy and vsock devices, in the order they are placed.
+func (c Config) virtioDevices() int {
+	n := len(c.Disks) + len(c.NICs)
+	if c.Entropy != nil {
+		n++
+	}
+	if c.Vsock != nil {
+		n++
+	}
+	return n
 }

@@ -11,6 +11,9 @@ import (
 	"github.com/vmm-dev/vmm/devices"
 	"github.com/vmm-dev/vmm/devices/i8042"
 	"github.com/vmm-dev/vmm/devices/serial"
+	"github.com/vmm-dev/vmm/devices/virtio/blk"
+	"github.com/vmm-dev/vmm/devices/virtio/net"
+	"github.com/vmm-dev/vmm/devices/virtio/rng"
 	"github.com/vmm-dev/vmm/kvm"
 	"github.com/vmm-dev/vmm/memory"
 	"github.com/vmm-dev/vmm/vcpu"
@@ -39,7 +42,10 @@ type Machine struct {
 	progress *i8042.ProgressPort
 	panics   *panicWatch
 	panicked panicState
-	pci      *pciHost // nil with the virtio-mmio transport
+	pci      *pciHost     // nil with the virtio-mmio transport
+	disks    []*blk.Block // in Config.Disks order
+	nics     []*net.Net   // in Config.NICs order
+	entropy  *rng.RNG
 	Image    *boot.Image
 
 	closers []func() error // undone in reverse order by Close
@@ -179,7 +185,7 @@ func plannedSlots(cfg Config) []virtioSlot {
 	if cfg.Transport == TransportPCI {
 		return nil
 	}
-	slots := make([]virtioSlot, len(cfg.Disks)+len(cfg.NICs))
+	slots := make([]virtioSlot, cfg.virtioDevices())
 	for i := range slots {
 		slots[i] = slotFor(i)
 	}

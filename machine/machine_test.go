@@ -3,6 +3,7 @@ package machine
 import (
 	"bytes"
 	"errors"
+	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"io"
 	"os"
 	"path/filepath"
@@ -34,6 +35,12 @@ func TestValidate(t *testing.T) {
 		{"tiny memory", func(c *Config) { c.Memory = 1 << 20 }, "must be between"},
 		{"huge memory", func(c *Config) { c.Memory = 2 << 40 }, "must be between"},
 		{"too many devices", func(c *Config) { c.Disks = make([]Disk, MaxDevices+1) }, "virtio devices"},
+		{"entropy counts as a device", func(c *Config) { c.Disks = make([]Disk, MaxDevices); c.Entropy = &Entropy{} }, "20 virtio devices"},
+		{"bad disk limit", func(c *Config) {
+			c.Disks = []Disk{{Path: "d", RateLimit: ratelimit.Config{Ops: ratelimit.Bucket{Size: 1 << 63, RefillTime: 1}}}}
+		}, "invalid rate limiter"},
+		{"vsock CID", func(c *Config) { c.Vsock = &Vsock{GuestCID: 2, UDSPath: "/v"} }, "guest CID 2"},
+		{"vsock path", func(c *Config) { c.Vsock = &Vsock{GuestCID: 3} }, "socket path"},
 		{"NUL in cmdline", func(c *Config) { c.Cmdline = "a\x00b" }, "NUL"},
 		{"too many PCI devices", func(c *Config) { c.Transport = TransportPCI; c.Disks = make([]Disk, MaxPCIDevices+1) }, "over virtio-pci"},
 		{"PCI without ACPI", func(c *Config) { c.Transport = TransportPCI; c.NoACPI = true }, "needs ACPI"},

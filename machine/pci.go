@@ -8,8 +8,6 @@ import (
 	"github.com/vmm-dev/vmm/acpi"
 	"github.com/vmm-dev/vmm/devices/pci"
 	"github.com/vmm-dev/vmm/devices/virtio"
-	"github.com/vmm-dev/vmm/devices/virtio/blk"
-	"github.com/vmm-dev/vmm/devices/virtio/net"
 	virtiopci "github.com/vmm-dev/vmm/devices/virtio/pci"
 	"github.com/vmm-dev/vmm/kvm"
 	"github.com/vmm-dev/vmm/memory"
@@ -87,35 +85,20 @@ func (m *Machine) addPCIHost() error {
 	return nil
 }
 
-// addVirtioPCIDevices attaches the disks and NICs as virtio-pci
-// functions in slots 1, 2, ... (disks first: the first disk is
-// /dev/vda).
+// addVirtioPCIDevices attaches the configured devices as virtio-pci
+// functions in slots 1, 2, ..., in buildVirtioDevices' order.
 func (m *Machine) addVirtioPCIDevices() error {
 	if err := m.addPCIHost(); err != nil {
 		return err
 	}
-	slot := 1
-	for i, d := range m.cfg.Disks {
-		dev, err := blk.New(d.Path, blk.Options{ReadOnly: d.ReadOnly})
-		if err != nil {
-			return fmt.Errorf("--disk %s: %w", d.Path, err)
-		}
-		m.onClose(dev.Close)
-		if err := m.attachVirtioPCI(fmt.Sprintf("virtio-blk %d (%s)", i, d.Path), slot, dev); err != nil {
-			return err
-		}
-		slot++
+	devs, err := m.buildVirtioDevices()
+	if err != nil {
+		return err
 	}
-	for _, n := range m.cfg.NICs {
-		dev, err := net.New(net.Config{TAP: n.TAP, MAC: n.MAC})
-		if err != nil {
-			return fmt.Errorf("--net tap=%s: %w", n.TAP, err)
-		}
-		m.onClose(dev.Close)
-		if err := m.attachVirtioPCI(fmt.Sprintf("virtio-net %d (%s)", slot-1, dev.Name()), slot, dev); err != nil {
+	for i, d := range devs {
+		if err := m.attachVirtioPCI(d.name, i+1, d.dev); err != nil {
 			return err
 		}
-		slot++
 	}
 	return nil
 }

@@ -1,33 +1,81 @@
 package machine
 
 import (
+	"errors"
 	"fmt"
 
+	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
+	"github.com/vmm-dev/vmm/devices/virtio/rng"
+	"github.com/vmm-dev/vmm/devices/virtio/vsock"
 	"github.com/vmm-dev/vmm/kvm"
 )
 
-// addVirtioDevices attaches the configured disks and NICs as virtio-mmio
-// devices, in a stable order (disks, then NICs: the first disk is
-// /dev/vda), and returns where each sits.
-func (m *Machine) addVirtioDevices() ([]virtioSlot, error) {
-	var slots []virtioSlot
+// virtioDevice is a configured virtio device before a transport carries
+// it: the devices never know which one does.
+type virtioDevice struct {
+	name string
+	dev  virtio.Device
+}
+
+// buildVirtioDevices makes the configured devices in their stable order
+// (disks, then NICs, the entropy device, vsock: the first disk is
+// /dev/vda), whichever transport will carry them.
+func (m *Machine) buildVirtioDevices() ([]virtioDevice, error) {
+	var devs []virtioDevice
 	for i, d := range m.cfg.Disks {
-		dev, err := blk.New(d.Path, blk.Options{ReadOnly: d.ReadOnly})
+		lim, err := ratelimit.New(d.RateLimit, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--disk %s: %w", d.Path, err)
+		}
+		dev, err := blk.New(d.Path, blk.Options{ReadOnly: d.ReadOnly, RateLimiter: lim})
 		if err != nil {
 			return nil, fmt.Errorf("--disk %s: %w", d.Path, err)
 		}
 		m.onClose(dev.Close)
-		slot, err := m.attachVirtio(fmt.Sprintf("virtio-blk %d (%s)", i, d.Path), len(slots), dev)
+		m.disks = append(m.disks, dev)
+		devs = append(devs, virtioDevice{fmt.Sprintf("virtio-blk %d (%s)", i, d.Path), dev})
+	}
+	for _, n := range m.cfg.NICs {
+		dev, err := m.newNIC(n)
 		if err != nil {
 			return nil, err
 		}
-		slots = append(slots, slot)
+		devs = append(devs, virtioDevice{fmt.Sprintf("virtio-net %d (%s)", len(devs), dev.Name()), dev})
 	}
-	for _, n := range m.cfg.NICs {
-		slot, err := m.attachNIC(n, len(slots))
+	if e := m.cfg.Entropy; e != nil {
+		lim, err := ratelimit.New(e.RateLimit, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--entropy: %w", err)
+		}
+		m.entropy = rng.New(rng.Options{RateLimiter: lim})
+		devs = append(devs, virtioDevice{"virtio-rng", m.entropy})
+	}
+	if vc := m.cfg.Vsock; vc != nil {
+		dev, err := vsock.New(vsock.Config{GuestCID: vc.GuestCID, UDSPath: vc.UDSPath})
+		if err != nil {
+			return nil, fmt.Errorf("--vsock: %w", err)
+		}
+		// Registered before the transport's closer: Close runs closers in
+		// reverse, so the transport stops before the device closes.
+		m.onClose(dev.Close)
+		devs = append(devs, virtioDevice{fmt.Sprintf("virtio-vsock (cid %d, %s)", vc.GuestCID, vc.UDSPath), dev})
+	}
+	return devs, nil
+}
+
+// addVirtioDevices attaches the configured devices as virtio-mmio
+// devices, in buildVirtioDevices' order, and returns where each sits.
+func (m *Machine) addVirtioDevices() ([]virtioSlot, error) {
+	devs, err := m.buildVirtioDevices()
+	if err != nil {
+		return nil, err
+	}
+	slots := make([]virtioSlot, 0, len(devs))
+	for i, d := range devs {
+		slot, err := m.attachVirtio(d.name, i, d.dev)
 		if err != nil {
 			return nil, err
 		}
@@ -65,13 +113,73 @@ func (m *Machine) attachVirtio(name string, index int, dev virtio.Device) (virti
 	return slot, nil
 }
 
-// attachNIC opens (or creates) the NIC's TAP and puts a virtio-net device
-// on it in slot index.
-func (m *Machine) attachNIC(n NIC, index int) (virtioSlot, error) {
-	dev, err := net.New(net.Config{TAP: n.TAP, MAC: n.MAC})
+// newNIC opens (or creates) the NIC's TAP and makes a virtio-net device
+// on it.
+func (m *Machine) newNIC(n NIC) (*net.Net, error) {
+	rx, err := ratelimit.New(n.RXRateLimit, nil)
 	if err != nil {
-		return virtioSlot{}, fmt.Errorf("--net tap=%s: %w", n.TAP, err)
+		return nil, fmt.Errorf("--net tap=%s: receive: %w", n.TAP, err)
+	}
+	tx, err := ratelimit.New(n.TXRateLimit, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--net tap=%s: transmit: %w", n.TAP, err)
+	}
+	dev, err := net.New(net.Config{TAP: n.TAP, MAC: n.MAC, RXLimiter: rx, TXLimiter: tx})
+	if err != nil {
+		return nil, fmt.Errorf("--net tap=%s: %w", n.TAP, err)
 	}
 	m.onClose(dev.Close)
-	return m.attachVirtio(fmt.Sprintf("virtio-net %d (%s)", index, dev.Name()), index, dev)
+	m.nics = append(m.nics, dev)
+	return dev, nil
+}
+
+// ErrNoDevice: a device index that the machine does not have.
+var ErrNoDevice = errors.New("no such device")
+
+// SetDiskRateLimit replaces the rate limit of disk i (in Config.Disks
+// order) on the running machine; requests waiting for tokens re-check at
+// once.
+func (m *Machine) SetDiskRateLimit(i int, cfg ratelimit.Config) error {
+	if i < 0 || i >= len(m.disks) {
+		return fmt.Errorf("%w: disk %d of %d", ErrNoDevice, i, len(m.disks))
+	}
+	if err := m.disks[i].Limiter().Update(cfg); err != nil {
+		return fmt.Errorf("disk %d: %w", i, err)
+	}
+	return nil
+}
+
+// DiskRateLimit returns the rate limit in force on disk i.
+func (m *Machine) DiskRateLimit(i int) (ratelimit.Config, error) {
+	if i < 0 || i >= len(m.disks) {
+		return ratelimit.Config{}, fmt.Errorf("%w: disk %d of %d", ErrNoDevice, i, len(m.disks))
+	}
+	return m.disks[i].Limiter().Config(), nil
+}
+
+// SetNICRateLimit replaces the receive and transmit rate limits of NIC i
+// (in Config.NICs order); nil leaves one as it is.
+func (m *Machine) SetNICRateLimit(i int, rx, tx *ratelimit.Config) error {
+	if i < 0 || i >= len(m.nics) {
+		return fmt.Errorf("%w: NIC %d of %d", ErrNoDevice, i, len(m.nics))
+	}
+	if rx != nil {
+		if err := m.nics[i].RXLimiter().Update(*rx); err != nil {
+			return fmt.Errorf("NIC %d: receive: %w", i, err)
+		}
+	}
+	if tx != nil {
+		if err := m.nics[i].TXLimiter().Update(*tx); err != nil {
+			return fmt.Errorf("NIC %d: transmit: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// SetEntropyRateLimit replaces the entropy device's rate limit.
+func (m *Machine) SetEntropyRateLimit(cfg ratelimit.Config) error {
+	if m.entropy == nil {
+		return fmt.Errorf("%w: no entropy device", ErrNoDevice)
+	}
+	return m.entropy.Limiter().Update(cfg)
 }

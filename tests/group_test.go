@@ -30,6 +30,8 @@ type group struct {
 	timeout, stepTimeout time.Duration
 	// files go to $DATA in level 1.
 	files []sandbox.File
+	// guestFiles go into the guest's initramfs, at their Name.
+	guestFiles []sandbox.File
 	// needsVmlinux carries the 50 MB ELF kernel ($GUEST_VMLINUX) into level 1.
 	needsVmlinux bool
 	// noRepeat: never run the group again (soak runs count every failure).
@@ -84,7 +86,7 @@ func (g *group) runOnce(vmm string, console io.Writer) (*sandbox.Result, error) 
 		Name:           g.name,
 		VMM:            vmm,
 		Script:         g.script,
-		Guest:          sandbox.GuestOptions{Scripts: g.guestScripts},
+		Guest:          sandbox.GuestOptions{Scripts: g.guestScripts, Files: g.guestFiles},
 		Files:          g.files,
 		WithoutVmlinux: !g.needsVmlinux,
 		StepTimeout:    g.stepTimeout,

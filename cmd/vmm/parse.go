@@ -6,7 +6,9 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/machine"
 )
 
@@ -41,7 +43,40 @@ func parseSize(s string) (uint64, error) {
 	return n << shift, nil
 }
 
-// parseDisk reads "PATH[,ro]" (also "path=PATH", "readonly").
+// parseRate reads a rate limit: a whole number with an optional K, M or
+// G suffix (binary units, "iB" and "/s" accepted); a bare number is
+// units (bytes or operations) per second. 0 means unlimited.
+func parseRate(s string) (uint64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(t, "/S")
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	shift := 0
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			shift, t = 10, t[:n-1]
+		case 'M':
+			shift, t = 20, t[:n-1]
+		case 'G':
+			shift, t = 30, t[:n-1]
+		}
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil || n > (1<<62)>>shift {
+		return 0, fmt.Errorf("rate %q: want a whole number per second with an optional K, M or G suffix", s)
+	}
+	return n << shift, nil
+}
+
+// rateBucket is the token bucket for a rate given on the command line:
+// one second's worth, refilled over a second, so a device idle for a
+// second may burst that much and otherwise keeps to the rate.
+func rateBucket(perSecond uint64) ratelimit.Bucket {
+	return ratelimit.Bucket{Size: perSecond, RefillTime: time.Second}
+}
+
+// parseDisk reads "PATH[,ro][,bw=RATE][,iops=N]" (also "path=PATH",
+// "readonly").
 func parseDisk(s string) (machine.Disk, error) {
 	parts := strings.Split(s, ",")
 	d := machine.Disk{Path: strings.TrimPrefix(parts[0], "path=")}
@@ -49,19 +84,31 @@ func parseDisk(s string) (machine.Disk, error) {
 		return d, fmt.Errorf("%w: --disk %q: no image path", errBadFlag, s)
 	}
 	for _, opt := range parts[1:] {
-		switch opt {
-		case "ro", "readonly", "read-only":
+		k, v, hasValue := strings.Cut(opt, "=")
+		switch {
+		case !hasValue && (k == "ro" || k == "readonly" || k == "read-only"):
 			d.ReadOnly = true
-		case "rw":
+		case !hasValue && k == "rw":
 			d.ReadOnly = false
+		case hasValue && (k == "bw" || k == "iops"):
+			r, err := parseRate(v)
+			if err != nil {
+				return d, fmt.Errorf("%w: --disk %q: %s: %w", errBadFlag, s, k, err)
+			}
+			if k == "bw" {
+				d.RateLimit.Bandwidth = rateBucket(r)
+			} else {
+				d.RateLimit.Ops = rateBucket(r)
+			}
 		default:
-			return d, fmt.Errorf("%w: --disk %q: unknown option %q (want PATH[,ro])", errBadFlag, s, opt)
+			return d, fmt.Errorf("%w: --disk %q: unknown option %q (want PATH[,ro][,bw=RATE][,iops=N])", errBadFlag, s, opt)
 		}
 	}
 	return d, nil
 }
 
-// parseNIC reads "tap=NAME[,mac=MAC]".
+// parseNIC reads "tap=NAME[,mac=MAC][,rx-bw=RATE][,tx-bw=RATE]
+// [,rx-iops=N][,tx-iops=N]" (bw= and iops= set both directions).
 func parseNIC(s string) (machine.NIC, error) {
 	var n machine.NIC
 	for _, kv := range strings.Split(s, ",") {
@@ -78,14 +125,88 @@ func parseNIC(s string) (machine.NIC, error) {
 				return n, fmt.Errorf("%w: --net %q: %v is a multicast address", errBadFlag, s, mac)
 			}
 			n.MAC = mac
+		case "bw", "rx-bw", "tx-bw", "iops", "rx-iops", "tx-iops":
+			r, err := parseRate(v)
+			if err != nil {
+				return n, fmt.Errorf("%w: --net %q: %s: %w", errBadFlag, s, k, err)
+			}
+			dir, what := "", k
+			if d, w, ok := strings.Cut(k, "-"); ok {
+				dir, what = d, w
+			}
+			for _, l := range []struct {
+				name string
+				cfg  *ratelimit.Config
+			}{{"rx", &n.RXRateLimit}, {"tx", &n.TXRateLimit}} {
+				if dir != "" && dir != l.name {
+					continue
+				}
+				if what == "bw" {
+					l.cfg.Bandwidth = rateBucket(r)
+				} else {
+					l.cfg.Ops = rateBucket(r)
+				}
+			}
 		default:
-			return n, fmt.Errorf("%w: --net %q: unknown option %q (want tap=NAME[,mac=MAC])", errBadFlag, s, k)
+			return n, fmt.Errorf("%w: --net %q: unknown option %q (want tap=NAME[,mac=MAC][,rx-bw=RATE][,tx-bw=RATE][,rx-iops=N][,tx-iops=N])", errBadFlag, s, k)
 		}
 	}
 	if n.TAP == "" || len(n.TAP) > 15 {
 		return n, fmt.Errorf("%w: --net %q: need tap=NAME with a name of 1 to 15 characters", errBadFlag, s)
 	}
 	return n, nil
+}
+
+// parseEntropy reads --entropy: "on", or "bw=RATE[,iops=N]" for a
+// limited device.
+func parseEntropy(s string) (*machine.Entropy, error) {
+	e := &machine.Entropy{}
+	if s == "on" {
+		return e, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "bw", "iops":
+			r, err := parseRate(v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: --entropy %q: %s: %w", errBadFlag, s, k, err)
+			}
+			if k == "bw" {
+				e.RateLimit.Bandwidth = rateBucket(r)
+			} else {
+				e.RateLimit.Ops = rateBucket(r)
+			}
+		default:
+			return nil, fmt.Errorf("%w: --entropy %q: unknown option %q (want on, or bw=RATE[,iops=N])", errBadFlag, s, kv)
+		}
+	}
+	return e, nil
+}
+
+// parseVsock reads --vsock: "cid=N,uds=PATH" (Firecracker's guest_cid
+// and uds_path).
+func parseVsock(s string) (*machine.Vsock, error) {
+	v := &machine.Vsock{}
+	for _, kv := range strings.Split(s, ",") {
+		k, val, _ := strings.Cut(kv, "=")
+		switch k {
+		case "cid", "guest_cid":
+			n, err := strconv.ParseUint(val, 10, 32)
+			if err != nil || n < 3 || n == 1<<32-1 {
+				return nil, fmt.Errorf("%w: --vsock %q: cid %q: want 3 to 4294967294", errBadFlag, s, val)
+			}
+			v.GuestCID = n
+		case "uds", "uds_path":
+			v.UDSPath = val
+		default:
+			return nil, fmt.Errorf("%w: --vsock %q: unknown option %q (want cid=N,uds=PATH)", errBadFlag, s, kv)
+		}
+	}
+	if v.GuestCID == 0 || v.UDSPath == "" {
+		return nil, fmt.Errorf("%w: --vsock %q: need cid=N and uds=PATH", errBadFlag, s)
+	}
+	return v, nil
 }
 
 func parseOnReboot(s string) (machine.RebootAction, error) {

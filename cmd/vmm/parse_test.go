@@ -2,10 +2,12 @@ package main
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/machine"
 )
 
@@ -47,7 +49,15 @@ func TestParseDisk(t *testing.T) {
 	d, err = parseDisk("path=a.img")
 	require.NoError(t, err)
 	assert.Equal(t, machine.Disk{Path: "a.img"}, d)
-	for _, bad := range []string{"", ",ro", "a.img,bogus"} {
+	d, err = parseDisk("a.img,bw=1M,iops=100,ro")
+	require.NoError(t, err)
+	assert.Equal(t, machine.Disk{Path: "a.img", ReadOnly: true, RateLimit: ratelimit.Config{
+		Bandwidth: ratelimit.Bucket{Size: 1 << 20, RefillTime: time.Second},
+		Ops:       ratelimit.Bucket{Size: 100, RefillTime: time.Second}}}, d)
+	d, err = parseDisk("a.img,bw=0")
+	require.NoError(t, err)
+	assert.True(t, d.RateLimit.Unlimited(), "bw=0 is unlimited")
+	for _, bad := range []string{"", ",ro", "a.img,bogus", "a.img,bw=", "a.img,bw=fast", "a.img,bw=1.5M", "a.img,iops=-1", "a.img,ro=1", "a.img,bw=99999999999G"} {
 		_, err := parseDisk(bad)
 		assert.ErrorIs(t, err, errBadFlag, bad)
 	}
@@ -58,9 +68,44 @@ func TestParseNIC(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "tap0", n.TAP)
 	assert.Equal(t, "02:00:00:00:00:01", n.MAC.String())
+	n, err = parseNIC("tap=tap0,rx-bw=2MiB/s,tx-iops=1000")
+	require.NoError(t, err)
+	assert.Equal(t, ratelimit.Config{Bandwidth: ratelimit.Bucket{Size: 2 << 20, RefillTime: time.Second}}, n.RXRateLimit)
+	assert.Equal(t, ratelimit.Config{Ops: ratelimit.Bucket{Size: 1000, RefillTime: time.Second}}, n.TXRateLimit)
+	n, err = parseNIC("tap=tap0,bw=512K")
+	require.NoError(t, err)
+	assert.Equal(t, n.RXRateLimit, n.TXRateLimit)
+	assert.Equal(t, uint64(512<<10), n.TXRateLimit.Bandwidth.Size)
 	for _, bad := range []string{"", "tap=", "mac=02:00:00:00:00:01", "tap=x,mac=zz", "tap=x,mac=01:00:00:00:00:01",
-		"tap=averyveryverylongname", "tap=x,speed=10"} {
+		"tap=averyveryverylongname", "tap=x,speed=10", "tap=x,rx-bw=x", "tap=x,up-bw=1"} {
 		_, err := parseNIC(bad)
+		assert.ErrorIs(t, err, errBadFlag, bad)
+	}
+}
+
+func TestParseEntropy(t *testing.T) {
+	e, err := parseEntropy("on")
+	require.NoError(t, err)
+	assert.True(t, e.RateLimit.Unlimited())
+	e, err = parseEntropy("bw=64K,iops=10")
+	require.NoError(t, err)
+	assert.Equal(t, ratelimit.Config{Bandwidth: ratelimit.Bucket{Size: 64 << 10, RefillTime: time.Second},
+		Ops: ratelimit.Bucket{Size: 10, RefillTime: time.Second}}, e.RateLimit)
+	for _, bad := range []string{"", "off", "bw=", "bw=1,speed=2"} {
+		_, err := parseEntropy(bad)
+		assert.ErrorIs(t, err, errBadFlag, bad)
+	}
+}
+
+func TestParseVsock(t *testing.T) {
+	v, err := parseVsock("cid=3,uds=/run/v.sock")
+	require.NoError(t, err)
+	assert.Equal(t, &machine.Vsock{GuestCID: 3, UDSPath: "/run/v.sock"}, v)
+	v, err = parseVsock("uds_path=/a,guest_cid=4294967294")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4294967294), v.GuestCID)
+	for _, bad := range []string{"", "cid=3", "uds=/a", "cid=2,uds=/a", "cid=x,uds=/a", "cid=4294967295,uds=/a", "cid=3,uds=/a,port=1"} {
+		_, err := parseVsock(bad)
 		assert.ErrorIs(t, err, errBadFlag, bad)
 	}
 }

@@ -35,8 +35,10 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "cpus", Value: machine.DefaultCPUs, Usage: "number of vCPUs, `N` (1 up to the host's KVM limit)"},
 			&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Value: "512M", Usage: "guest RAM `SIZE`: a number with K, M, G or T suffix (bare number: MiB)"},
 			&cli.StringFlag{Name: "console", Value: "stdio", Usage: "where the serial console goes, `MODE`: stdio (output to stdout, input from stdin), none, or file=PATH"},
-			&cli.StringSliceFlag{Name: "disk", Usage: "virtio-blk disk from a raw image `PATH[,ro]` (repeatable; the first is /dev/vda)"},
-			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net interface on a host TAP device `tap=NAME[,mac=MAC]` (repeatable; created if missing)"},
+			&cli.StringSliceFlag{Name: "disk", Usage: "virtio-blk disk from a raw image `PATH[,ro][,bw=RATE][,iops=N]` (repeatable; the first is /dev/vda; bw in bytes/s and iops limit its I/O, e.g. bw=1M)"},
+			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net interface on a host TAP device `tap=NAME[,mac=MAC][,LIMIT...]` (repeatable; created if missing); LIMIT: rx-bw=RATE, tx-bw=RATE, rx-iops=N, tx-iops=N, or bw=/iops= for both directions"},
+			&cli.StringFlag{Name: "entropy", Usage: "a virtio-rng device fed by the host's getrandom, `SPEC`: on, or bw=RATE[,iops=N] to rate-limit it"},
+			&cli.StringFlag{Name: "vsock", Usage: "a virtio-vsock device, `cid=N,uds=PATH`: the guest's CID (3 or more) and a host unix socket (it must not exist) on which programs send \"CONNECT <port>\\n\"; guest connections to the host's port P go to PATH_P"},
 			&cli.StringFlag{Name: "on-reboot", Value: "exit", Usage: "what a guest reboot does, `ACTION`: exit (status 0) or restart (boot again)"},
 			&cli.StringFlag{Name: "transport", Value: string(machine.DefaultTransport), Usage: "how virtio devices reach the guest, `KIND`: mmio (virtio-mmio) or pci (virtio-pci with MSI-X; needs ACPI)"},
 			&cli.BoolFlag{Name: "no-acpi", Usage: "describe the machine with an MP table instead of ACPI tables (kernels without ACPI)"},
@@ -96,6 +98,20 @@ func configFromFlags(c *cli.Context) (machine.Config, machine.RebootAction, erro
 			return cfg, 0, err
 		}
 		cfg.NICs = append(cfg.NICs, n)
+	}
+	if c.IsSet("entropy") {
+		e, err := parseEntropy(c.String("entropy"))
+		if err != nil {
+			return cfg, 0, err
+		}
+		cfg.Entropy = e
+	}
+	if c.IsSet("vsock") {
+		v, err := parseVsock(c.String("vsock"))
+		if err != nil {
+			return cfg, 0, err
+		}
+		cfg.Vsock = v
 	}
 	return cfg, onReboot, nil
 }

@@ -20,8 +20,10 @@ import (
 type DeviceType uint32
 
 const (
-	DeviceNet   DeviceType = 1
-	DeviceBlock DeviceType = 2
+	DeviceNet     DeviceType = 1
+	DeviceBlock   DeviceType = 2
+	DeviceEntropy DeviceType = 4
+	DeviceVsock   DeviceType = 19
 )
 
 func (t DeviceType) String() string {
@@ -30,6 +32,10 @@ func (t DeviceType) String() string {
 		return "net"
 	case DeviceBlock:
 		return "block"
+	case DeviceEntropy:
+		return "entropy"
+	case DeviceVsock:
+		return "vsock"
 	}
 	return fmt.Sprintf("virtio device type %d", uint32(t))
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/devices/virtio"
 )
 
@@ -64,6 +65,10 @@ type Options struct {
 	// ID answers VIRTIO_BLK_T_GET_ID (at most IDLen bytes); it defaults
 	// to the image's file name, truncated.
 	ID string
+	// RateLimiter delays requests (one operation each, plus the bytes
+	// read or written); nil gives an unlimited one that Limiter returns,
+	// so limits can still be set at run time.
+	RateLimiter *ratelimit.Limiter
 }
 
 // Block is a virtio block device. It implements virtio.Device.
@@ -75,9 +80,11 @@ type Block struct {
 	readOnly bool
 	id       [IDLen]byte
 	config   [configSize]byte
+	limiter  *ratelimit.Limiter
 
 	mu     sync.Mutex
 	worker *virtio.Worker
+	stop   chan struct{} // closed by Reset: ends a wait for tokens
 }
 
 var _ virtio.Device = (*Block)(nil)
@@ -110,6 +117,10 @@ func New(path string, opts Options) (*Block, error) {
 		path:     path,
 		sectors:  uint64(size) / SectorSize,
 		readOnly: opts.ReadOnly,
+		limiter:  opts.RateLimiter,
+	}
+	if b.limiter == nil {
+		b.limiter = ratelimit.Unlimited()
 	}
 	id := opts.ID
 	if id == "" {
@@ -121,6 +132,10 @@ func New(path string, opts Options) (*Block, error) {
 	binary.LittleEndian.PutUint32(b.config[configBlkSize:], SectorSize)
 	return b, nil
 }
+
+// Limiter returns the device's rate limiter; Update on it changes the
+// limits of a running device.
+func (b *Block) Limiter() *ratelimit.Limiter { return b.limiter }
 
 // Sectors returns the capacity in 512-byte sectors.
 func (b *Block) Sectors() uint64 { return b.sectors }
@@ -159,7 +174,8 @@ func (b *Block) Activate(act virtio.Activation) error {
 	if b.worker != nil {
 		return ErrActive
 	}
-	s := &server{b: b}
+	b.stop = make(chan struct{})
+	s := &server{b: b, stop: b.stop}
 	w, err := virtio.StartWorker(act, 0, s.handle)
 	if err != nil {
 		return fmt.Errorf("disk image %s: %w", b.path, err)
@@ -174,6 +190,7 @@ func (b *Block) Reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.worker != nil {
+		close(b.stop)
 		b.worker.Stop()
 		b.worker = nil
 	}

@@ -35,8 +35,9 @@ const HeaderSize = 16
 // steady state allocation-free. Only the queue's worker goroutine uses it.
 type server struct {
 	b      *Block
-	data   [][]byte // the request's data buffers
-	cursor [][]byte // what remains of them during I/O
+	stop   <-chan struct{} // closed on reset
+	data   [][]byte        // the request's data buffers
+	cursor [][]byte        // what remains of them during I/O
 }
 
 // handle serves one request chain (virtio 1.2 §5.2.6). The framing makes
@@ -96,6 +97,9 @@ func (s *server) serve(c *virtio.Chain, in [][]byte) (uint8, uint64) {
 		if !ok {
 			return StatusIOErr, 0
 		}
+		if !s.acquire(n) {
+			return StatusIOErr, 0
+		}
 		if err := transfer(unix.Preadv, b.fd, s.cursorOf(in), int64(sector*SectorSize), n); err != nil {
 			b.logIOError("read", sector, n, err)
 			return StatusIOErr, 0
@@ -110,21 +114,38 @@ func (s *server) serve(c *virtio.Chain, in [][]byte) (uint8, uint64) {
 		if !ok {
 			return StatusIOErr, 0
 		}
+		if !s.acquire(n) {
+			return StatusIOErr, 0
+		}
 		if err := transfer(unix.Pwritev, b.fd, out, int64(sector*SectorSize), n); err != nil {
 			b.logIOError("write", sector, n, err)
 			return StatusIOErr, 0
 		}
 		return StatusOK, 0
 	case TypeFlush:
+		if !s.acquire(0) {
+			return StatusIOErr, 0
+		}
 		if err := unix.Fdatasync(b.fd); err != nil {
 			b.logIOError("flush", 0, 0, err)
 			return StatusIOErr, 0
 		}
 		return StatusOK, 0
 	case TypeGetID:
+		if !s.acquire(0) {
+			return StatusIOErr, 0
+		}
 		return StatusOK, fillID(in, b.id[:])
 	}
 	return StatusUnsupp, 0
+}
+
+// acquire waits for the rate limiter's tokens for one request moving n
+// bytes. The worker serves one chain at a time, so a limited disk delays
+// its requests in order. It reports false when a device reset ended the
+// wait: the request then fails, which a resetting driver never sees.
+func (s *server) acquire(n uint64) bool {
+	return s.b.limiter.Acquire(n, s.stop) == nil
 }
 
 // takeHeader copies the first HeaderSize readable bytes into hdr and

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/devices/tap"
 	"github.com/vmm-dev/vmm/devices/virtio"
 )
@@ -99,6 +100,11 @@ type Config struct {
 	// MAC is the guest's address; nil picks a random locally
 	// administered unicast one.
 	MAC stdnet.HardwareAddr
+	// RXLimiter and TXLimiter delay received and transmitted frames
+	// (one operation each, plus its bytes with the virtio_net_hdr, as
+	// Firecracker counts); nil gives unlimited ones, which RXLimiter and
+	// TXLimiter return so limits can be set at run time.
+	RXLimiter, TXLimiter *ratelimit.Limiter
 }
 
 // Net is a virtio network device. It implements virtio.Device.
@@ -109,9 +115,12 @@ type Net struct {
 	mac     stdnet.HardwareAddr
 	config  [configSize]byte
 	stats   counters
+	rxLimit *ratelimit.Limiter
+	txLimit *ratelimit.Limiter
 
 	mu     sync.Mutex
 	tx     *virtio.Worker
+	txStop chan struct{} // closed by Reset: ends a wait for tokens
 	rx     *receiver
 	closed bool
 }
@@ -130,6 +139,12 @@ func New(cfg Config) (*Net, error) {
 	n, err := newNet(t, t.Name(), cfg.MAC)
 	if err != nil {
 		return nil, errors.Join(err, t.Close())
+	}
+	if cfg.RXLimiter != nil {
+		n.rxLimit = cfg.RXLimiter
+	}
+	if cfg.TXLimiter != nil {
+		n.txLimit = cfg.TXLimiter
 	}
 	return n, nil
 }
@@ -153,7 +168,8 @@ func newNet(b Backend, name string, mac stdnet.HardwareAddr) (*Net, error) {
 			return nil, fmt.Errorf("virtio-net %s: %w", name, err)
 		}
 	}
-	n := &Net{name: name, backend: b, conn: conn, mac: append(stdnet.HardwareAddr(nil), mac...)}
+	n := &Net{name: name, backend: b, conn: conn, mac: append(stdnet.HardwareAddr(nil), mac...),
+		rxLimit: ratelimit.Unlimited(), txLimit: ratelimit.Unlimited()}
 	copy(n.config[configMAC:], n.mac)
 	binary.LittleEndian.PutUint16(n.config[configStatus:], statusLinkUp)
 	binary.LittleEndian.PutUint16(n.config[configQueuePairs:], 1)
@@ -186,6 +202,13 @@ func RandomMAC() (stdnet.HardwareAddr, error) {
 
 // MAC returns the guest's address.
 func (n *Net) MAC() stdnet.HardwareAddr { return append(stdnet.HardwareAddr(nil), n.mac...) }
+
+// RXLimiter returns the receive rate limiter; Update on it changes the
+// limits of a running device.
+func (n *Net) RXLimiter() *ratelimit.Limiter { return n.rxLimit }
+
+// TXLimiter returns the transmit rate limiter.
+func (n *Net) TXLimiter() *ratelimit.Limiter { return n.txLimit }
 
 // Name returns the TAP's name ("backend" for NewWithBackend).
 func (n *Net) Name() string { return n.name }
@@ -254,12 +277,13 @@ func (n *Net) Activate(act virtio.Activation) error {
 	if err != nil {
 		return fmt.Errorf("virtio-net %s: %w", n.name, err)
 	}
-	t := &transmitter{n: n, features: act.Features}
+	txStop := make(chan struct{})
+	t := &transmitter{n: n, features: act.Features, stop: txStop}
 	w, err := virtio.StartWorker(act, TXQueue, t.handle)
 	if err != nil {
 		return fmt.Errorf("virtio-net %s: transmit queue: %w", n.name, err)
 	}
-	n.tx, n.rx = w, rx
+	n.tx, n.rx, n.txStop = w, rx, txStop
 	rx.start()
 	return nil
 }
@@ -289,12 +313,14 @@ func (n *Net) stopLocked() {
 	past := time.Unix(1, 0)
 	if n.rx != nil {
 		n.rx.stop.Store(true)
+		close(n.rx.stopc)
 		_ = n.backend.SetReadDeadline(past)
 		n.rx.wait()
 		n.rx = nil
 	}
 	if n.tx != nil {
 		_ = n.backend.SetWriteDeadline(past)
+		close(n.txStop)
 		n.tx.Stop()
 		n.tx = nil
 	}

@@ -59,8 +59,9 @@ type receiver struct {
 	bounceIOV [][]byte // bounce as an iovec
 	parked    int      // size of the frame in bounce; 0 when none
 
-	stop atomic.Bool
-	done chan struct{}
+	stop  atomic.Bool
+	stopc chan struct{} // closed with stop: ends a wait for tokens
+	done  chan struct{}
 }
 
 func newReceiver(n *Net, act virtio.Activation) (*receiver, error) {
@@ -77,6 +78,7 @@ func newReceiver(n *Net, act virtio.Activation) (*receiver, error) {
 		guestCSUM: act.Features&FeatureGuestCSUM != 0,
 		need:      rxNeedPlain,
 		held:      make([]virtio.Chain, q.Size()),
+		stopc:     make(chan struct{}),
 		done:      make(chan struct{}),
 	}
 	if offloads(act.Features)&^tap.OffloadCSUM != 0 {
@@ -223,6 +225,9 @@ func (r *receiver) buildIOV() {
 // into iov. It returns the frame's size, 0 after dropping a runt, and
 // false when receiving must end.
 func (r *receiver) read(iov [][]byte) (int, bool) {
+	if !r.limit() {
+		return 0, false
+	}
 	var n int
 	var rerr error
 	err := r.n.conn.Read(func(fd uintptr) bool {
@@ -259,7 +264,23 @@ func (r *receiver) read(iov [][]byte) (int, bool) {
 			fmt.Errorf("%w: %d bytes", ErrFrameSize, n))
 		return 0, true
 	}
+	r.n.rxLimit.Charge(uint64(n))
 	return n, true
+}
+
+// limit waits until the receive limiter is out of debt. A frame's size
+// is known only once it is read, so it is charged after the read (Charge)
+// and the next read waits out any debt it left: frames are delayed in the
+// backend's queue, in order, never dropped by the device. The guest
+// first gets an interrupt for what was already delivered.
+func (r *receiver) limit() bool {
+	if d, _ := r.n.rxLimit.TryWait(); d == 0 {
+		return true
+	}
+	if r.unsignalled > 0 && !r.offerInterrupt() {
+		return false
+	}
+	return r.n.rxLimit.Wait(r.stopc) == nil
 }
 
 // errStopped ends a read after the device was failed.

@@ -18,6 +18,7 @@ const iovMax = 1024
 type transmitter struct {
 	n        *Net
 	features uint64
+	stop     <-chan struct{} // closed on reset
 	hdr      [HeaderSize]byte
 	iov      [][]byte
 }
@@ -58,6 +59,12 @@ func (t *transmitter) handle(c *virtio.Chain) (uint32, error) {
 	if len(t.iov) > iovMax {
 		t.n.count(&t.n.stats.txMalformed, "transmit frame in too many pieces dropped",
 			fmt.Errorf("%w: %d buffers (at most %d)", ErrHeader, len(t.iov)-1, iovMax-1))
+		return 0, nil
+	}
+	// The worker serves one chain at a time, so a limited queue delays
+	// frames in order; a reset ends the wait and discards the frame, as
+	// it does a blocked write.
+	if err := t.n.txLimit.Acquire(total, t.stop); err != nil {
 		return 0, nil
 	}
 	if err := t.write(int(total)); err != nil {
