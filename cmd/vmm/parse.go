@@ -18,23 +18,8 @@ var errBadFlag = errors.New("bad flag value")
 // suffix (binary units; an optional trailing "iB" or "B" is accepted). A
 // bare number means MiB, as in QEMU's -m and Firecracker's mem_size_mib.
 func parseSize(s string) (uint64, error) {
-	t := strings.ToUpper(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
-	shift := 20
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'K':
-			shift, t = 10, t[:n-1]
-		case 'M':
-			shift, t = 20, t[:n-1]
-		case 'G':
-			shift, t = 30, t[:n-1]
-		case 'T':
-			shift, t = 40, t[:n-1]
-		}
-	}
-	n, err := strconv.ParseUint(t, 10, 64)
-	if err != nil {
+	n, shift, ok := parseScaled(strings.TrimSuffix(strings.TrimSuffix(normalized(s), "B"), "I"), 20)
+	if !ok {
 		return 0, fmt.Errorf("%w: memory size %q: want a number with an optional K, M, G or T suffix", errBadFlag, s)
 	}
 	if n > (1<<64-1)>>shift {
@@ -47,25 +32,28 @@ func parseSize(s string) (uint64, error) {
 // G suffix (binary units, "iB" and "/s" accepted); a bare number is
 // units (bytes or operations) per second. 0 means unlimited.
 func parseRate(s string) (uint64, error) {
-	t := strings.ToUpper(strings.TrimSpace(s))
-	t = strings.TrimSuffix(t, "/S")
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
-	shift := 0
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'K':
-			shift, t = 10, t[:n-1]
-		case 'M':
-			shift, t = 20, t[:n-1]
-		case 'G':
-			shift, t = 30, t[:n-1]
-		}
-	}
-	n, err := strconv.ParseUint(t, 10, 64)
-	if err != nil || n > (1<<62)>>shift {
+	t := strings.TrimSuffix(normalized(s), "/S")
+	n, shift, ok := parseScaled(strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I"), 0)
+	if !ok || shift > 30 || n > (1<<62)>>shift {
 		return 0, fmt.Errorf("rate %q: want a whole number per second with an optional K, M or G suffix", s)
 	}
 	return n << shift, nil
+}
+
+func normalized(s string) string { return strings.ToUpper(strings.TrimSpace(s)) }
+
+// parseScaled splits an upper-case number with an optional binary suffix
+// (K, M, G, T) into the number and the suffix's shift; with no suffix the
+// shift is bare.
+func parseScaled(t string, bare int) (n uint64, shift int, ok bool) {
+	shift = bare
+	if k := len(t); k > 0 {
+		if i := strings.IndexByte("KMGT", t[k-1]); i >= 0 {
+			shift, t = 10*(i+1), t[:k-1]
+		}
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	return n, shift, err == nil
 }
 
 // rateBucket is the token bucket for a rate given on the command line:
