@@ -103,3 +103,29 @@ func TestRegionsAreHugePageAligned(t *testing.T) {
 		require.NoError(t, m.Close())
 	}
 }
+
+func TestDiscard(t *testing.T) {
+	m, err := New(MinSize)
+	require.NoError(t, err)
+	defer m.Close()
+	require.NoError(t, m.WriteAt([]byte("hello"), 0x10000))
+	require.NoError(t, m.WriteAt([]byte("keep"), 0x11000))
+	require.NoError(t, m.Discard(0x10000, PageSize))
+	got := make([]byte, 5)
+	require.NoError(t, m.ReadAt(got, 0x10000))
+	require.Equal(t, make([]byte, 5), got, "a discarded page reads as zeros")
+	require.NoError(t, m.ReadAt(got[:4], 0x11000))
+	require.Equal(t, []byte("keep"), got[:4], "the next page is untouched")
+	require.ErrorIs(t, m.Discard(0x10001, PageSize), ErrAlign)
+	require.ErrorIs(t, m.Discard(0x10000, 100), ErrAlign)
+	require.ErrorIs(t, m.Discard(MinSize, PageSize), ErrOutOfRange)
+	require.ErrorIs(t, m.Discard(MinSize-PageSize, 2*PageSize), ErrOutOfRange)
+
+	s := FromSlices(Region{Base: 0, Host: []byte{1, 2, 3, 4, 5, 6, 7, 8}})
+	require.ErrorIs(t, s.Discard(0, PageSize), ErrOutOfRange)
+	s = FromSlices(Region{Base: 0, Host: make([]byte, 2*PageSize)})
+	require.NoError(t, s.WriteAt([]byte{9}, PageSize))
+	require.NoError(t, s.Discard(PageSize, PageSize))
+	b, _ := s.Uint16(PageSize)
+	require.Zero(t, b)
+}
