@@ -1,6 +1,8 @@
 package memory
 
 import (
+	"fmt"
+	"os"
 	"testing"
 	"unsafe"
 
@@ -128,4 +130,33 @@ func TestDiscard(t *testing.T) {
 	require.NoError(t, s.Discard(PageSize, PageSize))
 	b, _ := s.Uint16(PageSize)
 	require.Zero(t, b)
+}
+
+// rss reads this process's resident set size.
+func rss(t *testing.T) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/statm")
+	require.NoError(t, err)
+	var size, res uint64
+	_, err = fmt.Sscan(string(b), &size, &res)
+	require.NoError(t, err)
+	return res * uint64(os.Getpagesize())
+}
+
+// TestDiscardLowersRSS: what a balloon inflates leaves the process.
+func TestDiscardLowersRSS(t *testing.T) {
+	m, err := New(64 << 20)
+	require.NoError(t, err)
+	defer m.Close()
+	const n = 48 << 20
+	b, err := m.Slice(0x200000, n)
+	require.NoError(t, err)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	before := rss(t)
+	require.NoError(t, m.Discard(0x200000, n))
+	after := rss(t)
+	t.Logf("RSS %d MiB -> %d MiB", before>>20, after>>20)
+	require.GreaterOrEqual(t, before-after, uint64(40<<20), "RSS fell by most of the 48 MiB")
 }
