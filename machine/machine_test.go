@@ -36,6 +36,7 @@ func TestValidate(t *testing.T) {
 		}, "invalid rate limiter"},
 		{"vsock CID", func(c *Config) { c.Vsock = &Vsock{GuestCID: 2, UDSPath: "/v"} }, "guest CID 2"},
 		{"vsock path", func(c *Config) { c.Vsock = &Vsock{GuestCID: 3} }, "socket path"},
+		{"balloon larger than RAM", func(c *Config) { c.Balloon = &Balloon{AmountMiB: DefaultMemory>>20 + 1} }, "balloon of 513 MiB"},
 		{"NUL in cmdline", func(c *Config) { c.Cmdline = "a\x00b" }, "NUL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

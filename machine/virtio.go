@@ -3,9 +3,11 @@ package machine
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/devices/virtio"
+	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
@@ -66,6 +68,16 @@ func (m *Machine) addVirtioDevices() ([]virtioSlot, error) {
 		}
 		slots = append(slots, slot)
 	}
+	if bc := m.cfg.Balloon; bc != nil {
+		m.balloon = balloon.New(balloon.Config{TargetPages: mibToPages(bc.AmountMiB),
+			DeflateOnOOM: bc.DeflateOnOOM, StatsInterval: bc.StatsInterval})
+		slot, err := m.attachVirtio("virtio-balloon", len(slots), m.balloon)
+		if err != nil {
+			return nil, err
+		}
+		m.balloonMMIO = m.transports[len(m.transports)-1]
+		slots = append(slots, slot)
+	}
 	return slots, nil
 }
 
@@ -84,6 +96,7 @@ func (m *Machine) attachVirtio(name string, index int, dev virtio.Device) (virti
 		return slot, fmt.Errorf("%s: %w", name, err)
 	}
 	m.onClose(t.Close)
+	m.transports = append(m.transports, t)
 	if err := m.mmio.Register(name, slot.Base, uint64(slot.Size), t); err != nil {
 		return slot, err
 	}
@@ -167,4 +180,53 @@ func (m *Machine) SetEntropyRateLimit(cfg ratelimit.Config) error {
 		return fmt.Errorf("%w: no entropy device", ErrNoDevice)
 	}
 	return m.entropy.Limiter().Update(cfg)
+}
+
+// mibToPages converts a balloon size to 4 KiB pages, saturating at what
+// num_pages holds.
+func mibToPages(mib uint64) uint32 {
+	return uint32(min(mib*(1<<20/balloon.PageSize), 1<<32-1))
+}
+
+// BalloonState is the balloon as the API reports it.
+type BalloonState struct {
+	TargetPages, ActualPages uint32
+	DeflateOnOOM             bool
+	StatsInterval            time.Duration
+	Stats                    balloon.Stats
+}
+
+// Balloon returns the balloon's state; ErrNoDevice without one.
+func (m *Machine) Balloon() (BalloonState, error) {
+	b := m.balloon
+	if b == nil {
+		return BalloonState{}, fmt.Errorf("%w: no balloon", ErrNoDevice)
+	}
+	return BalloonState{TargetPages: b.Target(), ActualPages: b.Actual(), DeflateOnOOM: b.DeflateOnOOM(),
+		StatsInterval: b.StatsInterval(), Stats: b.Stats()}, nil
+}
+
+// SetBalloonTarget sets the balloon's target and tells the driver, which
+// inflates or deflates to it (virtio 1.2 §5.5.6: a configuration change).
+func (m *Machine) SetBalloonTarget(mib uint64) error {
+	if m.balloon == nil {
+		return fmt.Errorf("%w: no balloon", ErrNoDevice)
+	}
+	if mib > m.cfg.Memory>>20 {
+		return fmt.Errorf("balloon target %d MiB exceeds the guest's %d MiB", mib, m.cfg.Memory>>20)
+	}
+	m.balloon.SetTarget(mibToPages(mib))
+	if err := m.balloonMMIO.ConfigChanged(); err != nil {
+		return fmt.Errorf("balloon: %w", err)
+	}
+	return nil
+}
+
+// SetBalloonStatsInterval changes how often the balloon asks for
+// statistics.
+func (m *Machine) SetBalloonStatsInterval(d time.Duration) error {
+	if m.balloon == nil {
+		return fmt.Errorf("%w: no balloon", ErrNoDevice)
+	}
+	return m.balloon.SetStatsInterval(d)
 }
