@@ -14,7 +14,6 @@ var ErrConfigFile = errors.New("invalid configuration file")
 // unsupportedSections are Firecracker configuration-file sections vmm
 // does not serve yet: refused by name, so the user sees what is missing.
 var unsupportedSections = map[string]string{
-	"balloon":        "balloon devices are not supported yet",
 	"mmds-config":    "MMDS is not supported yet",
 	"cpu-config":     "custom CPU templates are not supported yet",
 	"serial":         "serial configuration is not supported yet",
@@ -42,7 +41,7 @@ func (c *Controller) LoadConfig(data []byte) error {
 	sort.Strings(names)
 	for _, name := range names {
 		switch name {
-		case "boot-source", "drives", "machine-config", "network-interfaces", "vsock", "entropy", "logger", "metrics":
+		case "boot-source", "drives", "machine-config", "network-interfaces", "vsock", "entropy", "balloon", "logger", "metrics":
 		default:
 			if why, ok := unsupportedSections[name]; ok {
 				return fmt.Errorf("%w: %q: %s", ErrConfigFile, name, why)
@@ -124,6 +123,12 @@ func (c *Controller) LoadConfig(data []byte) error {
 	if raw, ok := sections["vsock"]; ok {
 		vs, err := parseVsock(raw)
 		if err := apply("vsock", PutVsock{vs}, err); err != nil {
+			return err
+		}
+	}
+	if raw, ok := sections["balloon"]; ok {
+		b, err := parseBalloon(raw)
+		if err := apply("balloon", PutBalloon{b}, err); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vmm-dev/vmm/console"
 	"github.com/vmm-dev/vmm/devices"
+	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/host"
 	"github.com/vmm-dev/vmm/machine"
 )
@@ -143,7 +144,7 @@ func (c *Controller) Handle(r Request) Response {
 func preBoot(r Request) bool {
 	switch r.(type) {
 	case PutMachineConfig, PatchMachineConfig, PutBootSource, PutDrive, PutNetworkInterface,
-		PutEntropy, PutVsock, PutLogger, PutMetrics, InstanceStart:
+		PutEntropy, PutVsock, PutBalloon, PutLogger, PutMetrics, InstanceStart:
 		return true
 	}
 	return false
@@ -179,6 +180,19 @@ func (c *Controller) apply(r Request) (any, error) {
 		return nil, c.res.SetEntropy(r.Entropy)
 	case PutVsock:
 		return nil, c.res.SetVsock(r.Vsock)
+	case PutBalloon:
+		return nil, c.res.SetBalloon(r.Balloon)
+	case GetBalloon:
+		if c.res.Balloon == nil {
+			return nil, fault("%s", msgNoBalloon)
+		}
+		return *c.res.Balloon, nil
+	case PatchBalloon:
+		return nil, c.patchBalloon(r.Update)
+	case GetBalloonStats:
+		return c.balloonStats()
+	case PatchBalloonStats:
+		return nil, c.patchBalloonStats(r.Update)
 	case PatchDrive:
 		if !c.started {
 			return nil, fault(msgPreBoot)
@@ -247,6 +261,75 @@ func (c *Controller) patchNetworkInterface(u NetworkInterfaceUpdate) error {
 	}
 	n.RxRateLimiter, n.TxRateLimiter = rx, tx
 	return nil
+}
+
+const msgNoBalloon = "No balloon device configured."
+
+// patchBalloon changes the target: before boot in the configuration,
+// after it on the running device, whose driver then inflates or
+// deflates.
+func (c *Controller) patchBalloon(u BalloonUpdate) error {
+	b := c.res.Balloon
+	if b == nil {
+		return fault("%s", msgNoBalloon)
+	}
+	if u.AmountMiB > c.res.Machine.MemSizeMiB {
+		return fault("Amount of pages requested for the balloon (%d MiB) is greater than the guest memory (%d MiB).", u.AmountMiB, c.res.Machine.MemSizeMiB)
+	}
+	if c.started {
+		if err := c.m.SetBalloonTarget(u.AmountMiB); err != nil {
+			return fault("Unable to update the balloon: %v", err)
+		}
+	}
+	b.AmountMiB = u.AmountMiB
+	return nil
+}
+
+func (c *Controller) patchBalloonStats(u BalloonStatsUpdate) error {
+	b := c.res.Balloon
+	if b == nil {
+		return fault("%s", msgNoBalloon)
+	}
+	if c.started {
+		if err := c.m.SetBalloonStatsInterval(time.Duration(u.StatsPollingIntervalS) * time.Second); err != nil {
+			return fault("Unable to update the balloon statistics: %v", err)
+		}
+	}
+	b.StatsPollingIntervalS = u.StatsPollingIntervalS
+	return nil
+}
+
+// balloonStats answers GET /balloon/statistics from the running device.
+func (c *Controller) balloonStats() (any, error) {
+	b := c.res.Balloon
+	switch {
+	case b == nil:
+		return nil, fault("%s", msgNoBalloon)
+	case b.StatsPollingIntervalS == 0:
+		return nil, fault("Statistics for the balloon device are not enabled.")
+	case !c.started:
+		return nil, fault(msgPreBoot)
+	}
+	st, err := c.m.Balloon()
+	if err != nil {
+		return nil, fault("%v", err)
+	}
+	const pagesPerMiB = 1 << 20 / balloon.PageSize
+	out := BalloonStats{TargetPages: st.TargetPages, ActualPages: st.ActualPages,
+		TargetMiB: st.TargetPages / pagesPerMiB, ActualMiB: st.ActualPages / pagesPerMiB}
+	for tag, field := range map[int]**uint64{
+		balloon.TagSwapIn: &out.SwapIn, balloon.TagSwapOut: &out.SwapOut,
+		balloon.TagMajFlt: &out.MajorFaults, balloon.TagMinFlt: &out.MinorFaults,
+		balloon.TagMemFree: &out.FreeMemory, balloon.TagMemTot: &out.TotalMemory,
+		balloon.TagAvail: &out.AvailableMemory, balloon.TagCaches: &out.DiskCaches,
+		balloon.TagHTLBPgAlloc: &out.HugetlbAllocations, balloon.TagHTLBPgFail: &out.HugetlbFailures,
+	} {
+		if st.Stats.Valid[tag] {
+			v := st.Stats.Values[tag]
+			*field = &v
+		}
+	}
+	return out, nil
 }
 
 func (c *Controller) configureLogger(l Logger) error {

@@ -128,6 +128,43 @@ type Vsock struct {
 	UDSPath  string `json:"uds_path"`
 }
 
+// Balloon is the body of PUT /balloon and the answer of GET /balloon
+// (swagger "Balloon").
+type Balloon struct {
+	AmountMiB             uint64 `json:"amount_mib"`
+	DeflateOnOOM          bool   `json:"deflate_on_oom"`
+	StatsPollingIntervalS uint64 `json:"stats_polling_interval_s"`
+}
+
+// BalloonUpdate is the body of PATCH /balloon.
+type BalloonUpdate struct {
+	AmountMiB uint64 `json:"amount_mib"`
+}
+
+// BalloonStatsUpdate is the body of PATCH /balloon/statistics.
+type BalloonStatsUpdate struct {
+	StatsPollingIntervalS uint64 `json:"stats_polling_interval_s"`
+}
+
+// BalloonStats answers GET /balloon/statistics (swagger "BalloonStats"):
+// the pages, and the guest's statistics it has reported.
+type BalloonStats struct {
+	TargetPages        uint32  `json:"target_pages"`
+	ActualPages        uint32  `json:"actual_pages"`
+	TargetMiB          uint32  `json:"target_mib"`
+	ActualMiB          uint32  `json:"actual_mib"`
+	SwapIn             *uint64 `json:"swap_in,omitempty"`
+	SwapOut            *uint64 `json:"swap_out,omitempty"`
+	MajorFaults        *uint64 `json:"major_faults,omitempty"`
+	MinorFaults        *uint64 `json:"minor_faults,omitempty"`
+	FreeMemory         *uint64 `json:"free_memory,omitempty"`
+	TotalMemory        *uint64 `json:"total_memory,omitempty"`
+	AvailableMemory    *uint64 `json:"available_memory,omitempty"`
+	DiskCaches         *uint64 `json:"disk_caches,omitempty"`
+	HugetlbAllocations *uint64 `json:"hugetlb_allocations,omitempty"`
+	HugetlbFailures    *uint64 `json:"hugetlb_failures,omitempty"`
+}
+
 // Logger is the body of PUT /logger.
 type Logger struct {
 	LogPath       *string `json:"log_path,omitempty"`
@@ -181,6 +218,7 @@ type FullVMConfig struct {
 	Drives            []Drive            `json:"drives"`
 	MachineConfig     *MachineConfig     `json:"machine-config,omitempty"`
 	NetworkInterfaces []NetworkInterface `json:"network-interfaces"`
+	Balloon           *Balloon           `json:"balloon,omitempty"`
 	Vsock             *Vsock             `json:"vsock,omitempty"`
 	Entropy           *Entropy           `json:"entropy,omitempty"`
 	Logger            *Logger            `json:"logger,omitempty"`

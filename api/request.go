@@ -31,6 +31,11 @@ type (
 	PatchNetworkInterface struct{ Update NetworkInterfaceUpdate }
 	PutEntropy            struct{ Entropy Entropy }
 	PutVsock              struct{ Vsock Vsock }
+	PutBalloon            struct{ Balloon Balloon }
+	PatchBalloon          struct{ Update BalloonUpdate }
+	GetBalloon            struct{}
+	GetBalloonStats       struct{}
+	PatchBalloonStats     struct{ Update BalloonStatsUpdate }
 	PutLogger             struct{ Logger Logger }
 	PutMetrics            struct{ Metrics Metrics }
 	InstanceStart         struct{}
@@ -54,6 +59,11 @@ func (PutNetworkInterface) kind() string   { return "PutNetworkInterface" }
 func (PatchNetworkInterface) kind() string { return "PatchNetworkInterface" }
 func (PutEntropy) kind() string            { return "PutEntropy" }
 func (PutVsock) kind() string              { return "PutVsock" }
+func (PutBalloon) kind() string            { return "PutBalloon" }
+func (PatchBalloon) kind() string          { return "PatchBalloon" }
+func (GetBalloon) kind() string            { return "GetBalloon" }
+func (GetBalloonStats) kind() string       { return "GetBalloonStats" }
+func (PatchBalloonStats) kind() string     { return "PatchBalloonStats" }
 func (PutLogger) kind() string             { return "PutLogger" }
 func (PutMetrics) kind() string            { return "PutMetrics" }
 func (InstanceStart) kind() string         { return "InstanceStart" }
@@ -222,6 +232,42 @@ func ParseRequest(method, path string, body []byte) (Request, error) {
 			}
 		}
 		return PatchNetworkInterface{u}, nil
+	case "PUT balloon":
+		b, err := parseBalloon(body)
+		if err != nil {
+			return nil, err
+		}
+		return noID(PutBalloon{b})
+	case "GET balloon", "PATCH balloon":
+		switch {
+		case id == "" && method == http.MethodGet:
+			return GetBalloon{}, nil
+		case id == "statistics" && len(tokens) == 2 && method == http.MethodGet:
+			return GetBalloonStats{}, nil
+		case id == "":
+			var b struct {
+				AmountMiB *uint64 `json:"amount_mib"`
+			}
+			if err := decode(body, &b); err != nil {
+				return nil, err
+			}
+			if b.AmountMiB == nil {
+				return nil, missing("amount_mib")
+			}
+			return PatchBalloon{BalloonUpdate{AmountMiB: *b.AmountMiB}}, nil
+		case id == "statistics" && len(tokens) == 2:
+			var b struct {
+				Interval *uint64 `json:"stats_polling_interval_s"`
+			}
+			if err := decode(body, &b); err != nil {
+				return nil, err
+			}
+			if b.Interval == nil {
+				return nil, missing("stats_polling_interval_s")
+			}
+			return PatchBalloonStats{BalloonStatsUpdate{StatsPollingIntervalS: *b.Interval}}, nil
+		}
+		return nil, invalid
 	case "PUT vsock":
 		vs, err := parseVsock(body)
 		if err != nil {
@@ -276,8 +322,6 @@ func ParseRequest(method, path string, body []byte) (Request, error) {
 	// Endpoints of Firecracker that vmm does not serve yet: a clear
 	// refusal, not "invalid path", so a client sees what is missing.
 	switch head {
-	case "balloon":
-		return Unsupported{"balloon devices are not supported yet"}, nil
 	case "snapshot":
 		return Unsupported{"snapshots are not supported yet"}, nil
 	case "vm":
@@ -396,6 +440,28 @@ func parseDrive(body []byte) (Drive, error) {
 		return Drive{}, err
 	}
 	return d, nil
+}
+
+func parseBalloon(body []byte) (Balloon, error) {
+	var b struct {
+		AmountMiB    *uint64 `json:"amount_mib"`
+		DeflateOnOOM *bool   `json:"deflate_on_oom"`
+		Interval     *uint64 `json:"stats_polling_interval_s"`
+	}
+	if err := decode(body, &b); err != nil {
+		return Balloon{}, err
+	}
+	switch {
+	case b.AmountMiB == nil:
+		return Balloon{}, missing("amount_mib")
+	case b.DeflateOnOOM == nil:
+		return Balloon{}, missing("deflate_on_oom")
+	}
+	bl := Balloon{AmountMiB: *b.AmountMiB, DeflateOnOOM: *b.DeflateOnOOM}
+	if b.Interval != nil {
+		bl.StatsPollingIntervalS = *b.Interval
+	}
+	return bl, nil
 }
 
 func parseVsock(body []byte) (Vsock, error) {

@@ -48,6 +48,8 @@ type VMResources struct {
 	Entropy *Entropy
 	// Vsock is the virtio-vsock device, if configured.
 	Vsock *Vsock
+	// Balloon is the memory balloon, if configured.
+	Balloon *Balloon
 }
 
 // NewVMResources returns Firecracker's default configuration.
@@ -239,11 +241,14 @@ func (r *VMResources) devices() int {
 	if r.Vsock != nil {
 		n++
 	}
+	if r.Balloon != nil {
+		n++
+	}
 	return n
 }
 
 func (r *VMResources) tooMany() string {
-	return fmt.Sprintf("too many devices: vmm supports at most %d virtio devices (drives, network interfaces, entropy, vsock) together", machine.MaxDevices)
+	return fmt.Sprintf("too many devices: vmm supports at most %d virtio devices (drives, network interfaces, entropy, vsock, balloon) together", machine.MaxDevices)
 }
 
 // SetEntropy configures the entropy device (PUT /entropy), replacing any
@@ -253,6 +258,19 @@ func (r *VMResources) SetEntropy(e Entropy) error {
 		return fault("%s", r.tooMany())
 	}
 	r.Entropy = &e
+	return nil
+}
+
+// SetBalloon configures the balloon (PUT /balloon), replacing any
+// earlier one.
+func (r *VMResources) SetBalloon(b Balloon) error {
+	if b.AmountMiB > r.Machine.MemSizeMiB {
+		return fault("Amount of pages requested for the balloon (%d MiB) is greater than the guest memory (%d MiB).", b.AmountMiB, r.Machine.MemSizeMiB)
+	}
+	if r.Balloon == nil && r.devices()+1 > machine.MaxDevices {
+		return fault("%s", r.tooMany())
+	}
+	r.Balloon = &b
 	return nil
 }
 
@@ -312,6 +330,10 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 	if r.Entropy != nil {
 		cfg.Entropy = &machine.Entropy{RateLimit: limiterConfig(r.Entropy.RateLimiter)}
 	}
+	if b := r.Balloon; b != nil {
+		cfg.Balloon = &machine.Balloon{AmountMiB: b.AmountMiB, DeflateOnOOM: b.DeflateOnOOM,
+			StatsInterval: time.Duration(b.StatsPollingIntervalS) * time.Second}
+	}
 	if r.Vsock != nil {
 		cfg.Vsock = &machine.Vsock{GuestCID: uint64(r.Vsock.GuestCID), UDSPath: r.Vsock.UDSPath}
 	}
@@ -345,6 +367,7 @@ func (r *VMResources) Full() FullVMConfig {
 		Drives:            append([]Drive{}, r.Drives...),
 		MachineConfig:     &m,
 		NetworkInterfaces: append([]NetworkInterface{}, r.NICs...),
+		Balloon:           r.Balloon,
 		Vsock:             r.Vsock,
 		Entropy:           r.Entropy,
 	}

@@ -139,6 +139,9 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	v.ok("PUT", "/entropy", `{"rate_limiter":{"bandwidth":{"size":65536,"refill_time":100}}}`)
 	vsockPath := filepath.Join(dir, "v.sock")
 	v.ok("PUT", "/vsock", fmt.Sprintf(`{"guest_cid":3,"uds_path":%q}`, vsockPath))
+	v.fails("PUT", "/balloon", `{"amount_mib":65,"deflate_on_oom":true}`, "greater than the guest memory")
+	v.ok("PUT", "/balloon", `{"amount_mib":16,"deflate_on_oom":true,"stats_polling_interval_s":1}`)
+	v.fails("GET", "/balloon/statistics", "", msgPreBoot)
 	if tap != "" {
 		v.ok("PUT", "/network-interfaces/eth0", fmt.Sprintf(`{"iface_id":"eth0","host_dev_name":%q,"guest_mac":"06:00:AC:10:00:02"}`, tap))
 	}
@@ -166,6 +169,16 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	if tap != "" {
 		v.ok("PATCH", "/network-interfaces/eth0", `{"iface_id":"eth0","tx_rate_limiter":{"bandwidth":{"size":1048576,"refill_time":1000}}}`)
 	}
+	v.ok("PATCH", "/balloon", `{"amount_mib":32}`)
+	v.fails("PATCH", "/balloon", `{"amount_mib":65}`, "greater than the guest memory")
+	code, body = v.call("GET", "/balloon", "")
+	require.Equal(t, http.StatusOK, code)
+	assert.JSONEq(t, `{"amount_mib":32,"deflate_on_oom":true,"stats_polling_interval_s":1}`, body)
+	code, body = v.call("GET", "/balloon/statistics", "")
+	require.Equal(t, http.StatusOK, code, body)
+	assert.JSONEq(t, `{"target_pages":8192,"actual_pages":0,"target_mib":32,"actual_mib":0}`, body, "the tiny guest reports nothing")
+	v.ok("PATCH", "/balloon/statistics", `{"stats_polling_interval_s":5}`)
+	v.fails("PATCH", "/balloon/statistics", `{"stats_polling_interval_s":0}`, "cannot turn them off")
 	v.fails("PATCH", "/network-interfaces/eth9", `{"iface_id":"eth9","tx_rate_limiter":{"ops":{"size":1,"refill_time":1}}}`, "no interface")
 	v.fails("PUT", "/actions", `{"action_type":"SendCtrlAltDel"}`, "not supported yet")
 	v.ok("PUT", "/actions", `{"action_type":"FlushMetrics"}`)

@@ -92,6 +92,16 @@ type Vsock struct {
 	UDSPath  string
 }
 
+// Balloon is a virtio memory balloon (Firecracker's balloon object).
+type Balloon struct {
+	// AmountMiB is the initial target: how much the guest gives up.
+	AmountMiB uint64
+	// DeflateOnOOM lets the guest take pages back when it runs out.
+	DeflateOnOOM bool
+	// StatsInterval, when positive, polls the guest's memory statistics.
+	StatsInterval time.Duration
+}
+
 // Config describes one VM.
 type Config struct {
 	Kernel  string // bzImage or ELF vmlinux
@@ -103,6 +113,7 @@ type Config struct {
 	NICs    []NIC
 	Entropy *Entropy // nil: no entropy device
 	Vsock   *Vsock   // nil: no vsock device
+	Balloon *Balloon // nil: no balloon
 	NoACPI  bool     // describe the machine with an MP table instead of ACPI
 	// Transport carries the virtio devices; "" is DefaultTransport.
 	Transport Transport
@@ -157,6 +168,9 @@ func (c Config) validate(maxCPUs int) error {
 	if v := c.Vsock; v != nil && (v.GuestCID < 3 || v.GuestCID >= 0xffff_ffff || v.UDSPath == "") {
 		errs = append(errs, fmt.Errorf("vsock: guest CID %d must be 3 to 4294967294, and a socket path given (%q)", v.GuestCID, v.UDSPath))
 	}
+	if b := c.Balloon; b != nil && b.AmountMiB > c.Memory>>20 {
+		errs = append(errs, fmt.Errorf("balloon of %d MiB in %d MiB of guest RAM", b.AmountMiB, c.Memory>>20))
+	}
 	n := c.virtioDevices()
 	switch c.Transport {
 	case TransportMMIO:
@@ -199,13 +213,16 @@ func (c Config) validate(maxCPUs int) error {
 }
 
 // virtioDevices counts the virtio devices: disks, NICs, then the
-// entropy and vsock devices, in the order they are placed.
+// entropy, vsock and balloon devices, in the order they are placed.
 func (c Config) virtioDevices() int {
 	n := len(c.Disks) + len(c.NICs)
 	if c.Entropy != nil {
 		n++
 	}
 	if c.Vsock != nil {
+		n++
+	}
+	if c.Balloon != nil {
 		n++
 	}
 	return n

@@ -11,6 +11,8 @@ import (
 	"github.com/vmm-dev/vmm/devices"
 	"github.com/vmm-dev/vmm/devices/i8042"
 	"github.com/vmm-dev/vmm/devices/serial"
+	"github.com/vmm-dev/vmm/devices/virtio"
+	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
@@ -46,7 +48,12 @@ type Machine struct {
 	disks    []*blk.Block // in Config.Disks order
 	nics     []*net.Net   // in Config.NICs order
 	entropy  *rng.RNG
-	Image    *boot.Image
+	balloon  *balloon.Balloon
+	// cores are the virtio devices' transport-neutral state, in
+	// buildVirtioDevices' order, whichever transport carries them.
+	cores        []*virtio.Core
+	balloonIndex int // the balloon's index in cores, when there is one
+	Image        *boot.Image
 
 	closers []func() error // undone in reverse order by Close
 	phases  []Phase

@@ -41,6 +41,7 @@ func TestValidate(t *testing.T) {
 		}, "invalid rate limiter"},
 		{"vsock CID", func(c *Config) { c.Vsock = &Vsock{GuestCID: 2, UDSPath: "/v"} }, "guest CID 2"},
 		{"vsock path", func(c *Config) { c.Vsock = &Vsock{GuestCID: 3} }, "socket path"},
+		{"balloon larger than RAM", func(c *Config) { c.Balloon = &Balloon{AmountMiB: DefaultMemory>>20 + 1} }, "balloon of 513 MiB"},
 		{"NUL in cmdline", func(c *Config) { c.Cmdline = "a\x00b" }, "NUL"},
 		{"too many PCI devices", func(c *Config) { c.Transport = TransportPCI; c.Disks = make([]Disk, MaxPCIDevices+1) }, "over virtio-pci"},
 		{"PCI without ACPI", func(c *Config) { c.Transport = TransportPCI; c.NoACPI = true }, "needs ACPI"},

@@ -130,6 +130,7 @@ func (m *Machine) attachVirtioPCI(name string, slot int, dev virtio.Device) erro
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	m.onClose(t.Close)
+	m.cores = append(m.cores, t.Core())
 	intx.pending = t.INTxPending
 	intx.start()
 	if err := h.bus.Add(slot, t); err != nil {

@@ -3,9 +3,11 @@ package machine
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/devices/virtio"
+	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
@@ -21,7 +23,7 @@ type virtioDevice struct {
 }
 
 // buildVirtioDevices makes the configured devices in their stable order
-// (disks, then NICs, the entropy device, vsock: the first disk is
+// (disks, then NICs, the entropy device, vsock, the balloon: the first disk is
 // /dev/vda), whichever transport will carry them.
 func (m *Machine) buildVirtioDevices() ([]virtioDevice, error) {
 	var devs []virtioDevice
@@ -63,6 +65,12 @@ func (m *Machine) buildVirtioDevices() ([]virtioDevice, error) {
 		m.onClose(dev.Close)
 		devs = append(devs, virtioDevice{fmt.Sprintf("virtio-vsock (cid %d, %s)", vc.GuestCID, vc.UDSPath), dev})
 	}
+	if bc := m.cfg.Balloon; bc != nil {
+		m.balloon = balloon.New(balloon.Config{TargetPages: mibToPages(bc.AmountMiB),
+			DeflateOnOOM: bc.DeflateOnOOM, StatsInterval: bc.StatsInterval})
+		m.balloonIndex = len(devs)
+		devs = append(devs, virtioDevice{"virtio-balloon", m.balloon})
+	}
 	return devs, nil
 }
 
@@ -99,6 +107,7 @@ func (m *Machine) attachVirtio(name string, index int, dev virtio.Device) (virti
 		return slot, fmt.Errorf("%s: %w", name, err)
 	}
 	m.onClose(t.Close)
+	m.cores = append(m.cores, t.Core)
 	if err := m.mmio.Register(name, slot.Base, uint64(slot.Size), t); err != nil {
 		return slot, err
 	}
@@ -182,4 +191,53 @@ func (m *Machine) SetEntropyRateLimit(cfg ratelimit.Config) error {
 		return fmt.Errorf("%w: no entropy device", ErrNoDevice)
 	}
 	return m.entropy.Limiter().Update(cfg)
+}
+
+// mibToPages converts a balloon size to 4 KiB pages, saturating at what
+// num_pages holds.
+func mibToPages(mib uint64) uint32 {
+	return uint32(min(mib*(1<<20/balloon.PageSize), 1<<32-1))
+}
+
+// BalloonState is the balloon as the API reports it.
+type BalloonState struct {
+	TargetPages, ActualPages uint32
+	DeflateOnOOM             bool
+	StatsInterval            time.Duration
+	Stats                    balloon.Stats
+}
+
+// Balloon returns the balloon's state; ErrNoDevice without one.
+func (m *Machine) Balloon() (BalloonState, error) {
+	b := m.balloon
+	if b == nil {
+		return BalloonState{}, fmt.Errorf("%w: no balloon", ErrNoDevice)
+	}
+	return BalloonState{TargetPages: b.Target(), ActualPages: b.Actual(), DeflateOnOOM: b.DeflateOnOOM(),
+		StatsInterval: b.StatsInterval(), Stats: b.Stats()}, nil
+}
+
+// SetBalloonTarget sets the balloon's target and tells the driver, which
+// inflates or deflates to it (virtio 1.2 §5.5.6: a configuration change).
+func (m *Machine) SetBalloonTarget(mib uint64) error {
+	if m.balloon == nil {
+		return fmt.Errorf("%w: no balloon", ErrNoDevice)
+	}
+	if mib > m.cfg.Memory>>20 {
+		return fmt.Errorf("balloon target %d MiB exceeds the guest's %d MiB", mib, m.cfg.Memory>>20)
+	}
+	m.balloon.SetTarget(mibToPages(mib))
+	if err := m.cores[m.balloonIndex].ConfigChanged(); err != nil {
+		return fmt.Errorf("balloon: %w", err)
+	}
+	return nil
+}
+
+// SetBalloonStatsInterval changes how often the balloon asks for
+// statistics.
+func (m *Machine) SetBalloonStatsInterval(d time.Duration) error {
+	if m.balloon == nil {
+		return fmt.Errorf("%w: no balloon", ErrNoDevice)
+	}
+	return m.balloon.SetStatsInterval(d)
 }

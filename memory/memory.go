@@ -240,3 +240,32 @@ func (m *Memory) PutUint64(addr GuestAddr, v uint64) error {
 	binary.LittleEndian.PutUint64(b, v)
 	return nil
 }
+
+// PageSize is the unit Discard works in: the host's and the balloon's
+// (VIRTIO_BALLOON_PFN_SHIFT) 4 KiB page.
+const PageSize = 4096
+
+// ErrAlign reports a Discard range that is not made of whole pages.
+var ErrAlign = errors.New("guest memory range not page aligned")
+
+// Discard gives the host memory behind [addr, addr+n) back to the host:
+// madvise(MADV_DONTNEED) on RAM that New mapped, so the process's RSS
+// falls and the guest later reads zeros there; memory from FromSlices is
+// cleared instead. The range must be whole pages inside one region.
+func (m *Memory) Discard(addr GuestAddr, n uint64) error {
+	if uint64(addr)%PageSize != 0 || n%PageSize != 0 {
+		return fmt.Errorf("%w: %d bytes at %v", ErrAlign, n, addr)
+	}
+	b, err := m.Slice(addr, n)
+	if err != nil || n == 0 {
+		return err
+	}
+	if !m.mapped {
+		clear(b)
+		return nil
+	}
+	if err := unix.Madvise(b, unix.MADV_DONTNEED); err != nil {
+		return fmt.Errorf("discard %d bytes of guest RAM at %v: %w", n, addr, err)
+	}
+	return nil
+}

@@ -1,6 +1,8 @@
 package memory
 
 import (
+	"fmt"
+	"os"
 	"testing"
 	"unsafe"
 
@@ -102,4 +104,59 @@ func TestRegionsAreHugePageAligned(t *testing.T) {
 		}
 		require.NoError(t, m.Close())
 	}
+}
+
+func TestDiscard(t *testing.T) {
+	m, err := New(MinSize)
+	require.NoError(t, err)
+	defer m.Close()
+	require.NoError(t, m.WriteAt([]byte("hello"), 0x10000))
+	require.NoError(t, m.WriteAt([]byte("keep"), 0x11000))
+	require.NoError(t, m.Discard(0x10000, PageSize))
+	got := make([]byte, 5)
+	require.NoError(t, m.ReadAt(got, 0x10000))
+	require.Equal(t, make([]byte, 5), got, "a discarded page reads as zeros")
+	require.NoError(t, m.ReadAt(got[:4], 0x11000))
+	require.Equal(t, []byte("keep"), got[:4], "the next page is untouched")
+	require.ErrorIs(t, m.Discard(0x10001, PageSize), ErrAlign)
+	require.ErrorIs(t, m.Discard(0x10000, 100), ErrAlign)
+	require.ErrorIs(t, m.Discard(MinSize, PageSize), ErrOutOfRange)
+	require.ErrorIs(t, m.Discard(MinSize-PageSize, 2*PageSize), ErrOutOfRange)
+
+	s := FromSlices(Region{Base: 0, Host: []byte{1, 2, 3, 4, 5, 6, 7, 8}})
+	require.ErrorIs(t, s.Discard(0, PageSize), ErrOutOfRange)
+	s = FromSlices(Region{Base: 0, Host: make([]byte, 2*PageSize)})
+	require.NoError(t, s.WriteAt([]byte{9}, PageSize))
+	require.NoError(t, s.Discard(PageSize, PageSize))
+	b, _ := s.Uint16(PageSize)
+	require.Zero(t, b)
+}
+
+// rss reads this process's resident set size.
+func rss(t *testing.T) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/statm")
+	require.NoError(t, err)
+	var size, res uint64
+	_, err = fmt.Sscan(string(b), &size, &res)
+	require.NoError(t, err)
+	return res * uint64(os.Getpagesize())
+}
+
+// TestDiscardLowersRSS: what a balloon inflates leaves the process.
+func TestDiscardLowersRSS(t *testing.T) {
+	m, err := New(64 << 20)
+	require.NoError(t, err)
+	defer m.Close()
+	const n = 48 << 20
+	b, err := m.Slice(0x200000, n)
+	require.NoError(t, err)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	before := rss(t)
+	require.NoError(t, m.Discard(0x200000, n))
+	after := rss(t)
+	t.Logf("RSS %d MiB -> %d MiB", before>>20, after>>20)
+	require.GreaterOrEqual(t, before-after, uint64(40<<20), "RSS fell by most of the 48 MiB")
 }

@@ -26,6 +26,8 @@ import (
 //     one-second burst), then times 3 MiB more with dd.
 //   - entropy: `--entropy on`; the guest loads virtio-rng and reads
 //     256 KiB from /dev/hwrng.
+//   - balloon: `--memory 512M --balloon 256`; the guest loads
+//     virtio_balloon and its MemTotal falls by 256 MiB.
 //   - vsock: `--vsock cid=3,uds=...`; vsockx (tests/guest/vsockx) on both
 //     sides moves 64 MiB each way through one host-initiated and one
 //     guest-initiated connection, then 32 of each at once, 1 MiB each way,
@@ -59,6 +61,14 @@ a=$(head -c 32 /dev/hwrng | md5sum | cut -d' ' -f1)
 b=$(head -c 32 /dev/hwrng | md5sum | cut -d' ' -f1)
 echo "@@GUEST rng_bytes=$n rng_ms=$((t1 - t0)) rng_differ=$([ "$a" != "$b" ] && echo 1 || echo 0)"
 `,
+		"balloon": `
+memtotal() { sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo; }
+before=$(memtotal)
+insmod /lib/modules/extra/virtio_balloon.ko || echo "@@GUEST insmod-failed module=virtio_balloon"
+i=0
+while [ $i -lt 60 ] && [ $(( before - $(memtotal) )) -lt 258048 ]; do sleep 1; i=$((i + 1)); done
+echo "@@GUEST balloon_before_kb=$before balloon_after_kb=$(memtotal) balloon_secs=$i"
+`,
 		"vsock": fmt.Sprintf(`
 for m in vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport; do
 	insmod /lib/modules/extra/$m.ko || echo "@@GUEST insmod-failed module=$m"
@@ -78,6 +88,7 @@ cat /tmp/s1234 /tmp/s1235
 dd if=/dev/zero of="$WORK/limit.img" bs=1M count=16 2> /dev/null
 ` + vmmRun("disk-limit", "GUEST_BZIMAGE", guestCmdline+" vmmtest=disklimit", "--disk", `"$WORK/limit.img,bw=1M"`) + `
 ` + vmmRun("entropy", "GUEST_BZIMAGE", guestCmdline+" vmmtest=entropy", "--entropy", "on") + `
+` + vmmRun("balloon", "GUEST_BZIMAGE", guestCmdline+" vmmtest=balloon", "--memory", "512M", "--balloon", "256") + `
 ` + fmt.Sprintf(`
 x="$DATA/vsockx"
 "$x" host-serve "$WORK/v.sock_5000" 1 %[1]d 22 21 > "$WORK/h5000" 2>&1 &
@@ -105,6 +116,7 @@ metric vsock $(grep -h '_ok=' "$WORK/h5000" "$WORK/h5001" "$WORK/h1234" "$WORK/h
 // (the standard guest initramfs does not carry them).
 var devicesModules = []string{
 	"drivers/char/hw_random/virtio-rng.ko",
+	"drivers/virtio/virtio_balloon.ko",
 	"net/vmw_vsock/vsock.ko",
 	"net/vmw_vsock/vmw_vsock_virtio_transport_common.ko",
 	"net/vmw_vsock/vmw_vsock_virtio_transport.ko",
@@ -180,6 +192,19 @@ func TestEntropyDevice(t *testing.T) {
 	assert.Equal(t, "262144", s.Values["rng_bytes"], s.Describe())
 	assert.Equal(t, "1", s.Values["rng_differ"], "two reads differ\n%s", s.Describe())
 	t.Logf("metric: entropy: 256 KiB in %s ms", s.Values["rng_ms"])
+}
+
+// A 256 MiB balloon takes 256 MiB from the guest (MemTotal falls: Linux
+// takes inflated pages off its managed count).
+func TestBalloonInflates(t *testing.T) {
+	s := devicesStep(t, "balloon")
+	requireCleanExit(t, s, "vmm guest: poweroff -f")
+	before, err1 := strconv.Atoi(s.Values["balloon_before_kb"])
+	after, err2 := strconv.Atoi(s.Values["balloon_after_kb"])
+	require.NoError(t, err1, s.Describe())
+	require.NoError(t, err2, s.Describe())
+	t.Logf("metric: balloon: MemTotal %d -> %d KiB in %s s", before, after, s.Values["balloon_secs"])
+	assert.InDelta(t, 256<<10, before-after, 4<<10, "MemTotal fell by the balloon\n%s", s.Describe())
 }
 
 // 64 MiB each way through a host-initiated and a guest-initiated vsock

@@ -197,6 +197,33 @@ func parseVsock(s string) (*machine.Vsock, error) {
 	return v, nil
 }
 
+// parseBalloon reads --balloon: "MIB[,deflate-on-oom][,stats=SECONDS]",
+// Firecracker's amount_mib, deflate_on_oom and stats_polling_interval_s.
+func parseBalloon(s string) (*machine.Balloon, error) {
+	parts := strings.Split(s, ",")
+	mib, err := strconv.ParseUint(strings.TrimSuffix(strings.ToUpper(parts[0]), "M"), 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --balloon %q: want MIB[,deflate-on-oom][,stats=SECONDS]", errBadFlag, s)
+	}
+	b := &machine.Balloon{AmountMiB: mib}
+	for _, opt := range parts[1:] {
+		k, v, _ := strings.Cut(opt, "=")
+		switch k {
+		case "deflate-on-oom":
+			b.DeflateOnOOM = true
+		case "stats":
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n == 0 {
+				return nil, fmt.Errorf("%w: --balloon %q: stats=%q: want whole seconds, at least 1", errBadFlag, s, v)
+			}
+			b.StatsInterval = time.Duration(n) * time.Second
+		default:
+			return nil, fmt.Errorf("%w: --balloon %q: unknown option %q (want MIB[,deflate-on-oom][,stats=SECONDS])", errBadFlag, s, opt)
+		}
+	}
+	return b, nil
+}
+
 func parseOnReboot(s string) (machine.RebootAction, error) {
 	switch s {
 	case "exit", "":

@@ -110,6 +110,19 @@ func TestParseVsock(t *testing.T) {
 	}
 }
 
+func TestParseBalloon(t *testing.T) {
+	b, err := parseBalloon("256")
+	require.NoError(t, err)
+	assert.Equal(t, &machine.Balloon{AmountMiB: 256}, b)
+	b, err = parseBalloon("64M,deflate-on-oom,stats=5")
+	require.NoError(t, err)
+	assert.Equal(t, &machine.Balloon{AmountMiB: 64, DeflateOnOOM: true, StatsInterval: 5 * time.Second}, b)
+	for _, bad := range []string{"", "x", "-1", "64,stats=0", "64,stats=x", "64,oom"} {
+		_, err := parseBalloon(bad)
+		assert.ErrorIs(t, err, errBadFlag, bad)
+	}
+}
+
 func TestParseOnReboot(t *testing.T) {
 	a, err := parseOnReboot("restart")
 	require.NoError(t, err)

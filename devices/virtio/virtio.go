@@ -23,6 +23,7 @@ const (
 	DeviceNet     DeviceType = 1
 	DeviceBlock   DeviceType = 2
 	DeviceEntropy DeviceType = 4
+	DeviceBalloon DeviceType = 5
 	DeviceVsock   DeviceType = 19
 )
 
@@ -34,6 +35,8 @@ func (t DeviceType) String() string {
 		return "block"
 	case DeviceEntropy:
 		return "entropy"
+	case DeviceBalloon:
+		return "balloon"
 	case DeviceVsock:
 		return "vsock"
 	}
