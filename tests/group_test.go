@@ -25,6 +25,8 @@ type group struct {
 	script string
 	// guestScripts are selected in the guest with vmmtest=NAME.
 	guestScripts map[string]string
+	// guestFiles are added to the guest initramfs (programs, data).
+	guestFiles []sandbox.File
 	// timeout bounds the whole group; stepTimeout each vmm run.
 	timeout, stepTimeout time.Duration
 	// files go to $DATA in level 1.
@@ -87,7 +89,7 @@ func (g *group) runOnce(vmm string, console io.Writer) (*sandbox.Result, error) 
 		Name:           g.name,
 		VMM:            vmm,
 		Script:         g.script,
-		Guest:          sandbox.GuestOptions{Scripts: g.guestScripts},
+		Guest:          sandbox.GuestOptions{Scripts: g.guestScripts, Files: g.guestFiles},
 		Files:          g.files,
 		WithoutVmlinux: !g.needsVmlinux,
 		StepTimeout:    g.stepTimeout,
