@@ -128,7 +128,9 @@ func buildGuestProgram(pkg string) (string, error) {
 // needs_reset=1 where the driver broke the ring rules (virtio 1.2 §2.1.2:
 // the device stops and says so); a bad block request is instead answered
 // with a status byte (§5.2.6: 1 VIRTIO_BLK_S_IOERR, 2 VIRTIO_BLK_S_UNSUPP)
-// and the device keeps going.
+// and the device keeps going. Its used length counts the status byte only
+// when every writable byte before it was written (§2.7.8.2: never more
+// than was written), so it is 0 for a failed request with read buffers.
 var hostileWant = map[string]map[string]string{
 	"desc_loop":                  {"needs_reset": "1", "completed": "0"},
 	"chain_longer_than_queue":    {"needs_reset": "1", "completed": "0"},
@@ -160,14 +162,14 @@ var hostileWant = map[string]map[string]string{
 	// §2.4: once the reset completes, the device touches no buffer of
 	// the old rings.
 	"reset_during_io":          {"written_after_reset": "0", "status_after_reset": "0"},
-	"blk_short_header":         {"needs_reset": "0", "completed": "1", "status": "1", "used_len": "1"},
-	"blk_sector_past_end":      {"needs_reset": "0", "completed": "1", "status": "1", "used_len": "1"},
-	"blk_sector_straddles_end": {"needs_reset": "0", "completed": "1", "status": "1", "used_len": "1"},
-	"blk_sector_huge":          {"needs_reset": "0", "completed": "1", "status": "1", "used_len": "1"},
+	"blk_short_header":         {"needs_reset": "0", "completed": "1", "status": "1", "used_len": "0"},
+	"blk_sector_past_end":      {"needs_reset": "0", "completed": "1", "status": "1", "used_len": "0"},
+	"blk_sector_straddles_end": {"needs_reset": "0", "completed": "1", "status": "1", "used_len": "0"},
+	"blk_sector_huge":          {"needs_reset": "0", "completed": "1", "status": "1", "used_len": "0"},
 	"blk_read_into_readable":   {"needs_reset": "0", "completed": "1", "status": "1", "used_len": "1"},
 	"blk_write_from_writable":  {"needs_reset": "0", "completed": "1", "status": "1", "used_len": "0"},
-	"blk_partial_sector":       {"needs_reset": "0", "completed": "1", "status": "1", "used_len": "1"},
-	"blk_unknown_type":         {"needs_reset": "0", "completed": "1", "status": "2", "used_len": "1"},
+	"blk_partial_sector":       {"needs_reset": "0", "completed": "1", "status": "1", "used_len": "0"},
+	"blk_unknown_type":         {"needs_reset": "0", "completed": "1", "status": "2", "used_len": "0"},
 	// No device-writable byte: no status can be returned (§2.7.5.1).
 	"blk_no_status": {"needs_reset": "1", "completed": "0"},
 }
