@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,12 +22,12 @@ import (
 	"github.com/vmm-dev/vmm/tests/sandbox"
 )
 
-// The hostile guest: tests/guest/hostile drives the first disk's
-// virtio-mmio device itself, through /dev/mem, with rings and buffers in
+// The hostile guest: tests/guest/hostile drives the first disk's and the
+// NIC's virtio-mmio devices itself, through /dev/mem, with rings and buffers in
 // a RAM region the kernel is told to leave alone (memmap=16M$0x10000000;
 // Debian's CONFIG_STRICT_DEVMEM and CONFIG_IO_STRICT_DEVMEM allow /dev/mem
 // on reserved RAM and on MMIO no driver has claimed, so the guest script
-// unbinds that device from virtio-mmio first). The second disk stays with
+// unbinds those devices from virtio-mmio first). The second disk stays with
 // the kernel's virtio_blk driver as a witness. Each case breaks one rule
 // of virtio 1.2; hostileWant says what the device must do about it.
 
@@ -45,9 +46,11 @@ target=$(dev_at d0000000-d0000fff)
 witness=$(dev_at d0001000-d0001fff)
 wdisk=$(ls /sys/bus/platform/devices/$witness/virtio*/block/)
 echo "@@GUEST target=$target witness=$witness witness_disk=$wdisk"
-# The kernel's driver lets go of the attacked device (and resets it).
+nic=$(dev_at d0002000-d0002fff)
+# The kernel's drivers let go of the attacked devices (and reset them).
 echo "$target" > /sys/bus/platform/drivers/virtio-mmio/unbind
-/bin/hostile -window 0xd0000000 -region ` + hostileRegion + ` -region-size 0x1000000 \
+echo "$nic" > /sys/bus/platform/drivers/virtio-mmio/unbind
+/bin/hostile -window 0xd0000000 -net-window 0xd0002000 -region ` + hostileRegion + ` -region-size 0x1000000 \
 	-ram-end ` + hostileRAMEnd + ` -witness /dev/$wdisk
 `
 
@@ -58,13 +61,22 @@ var hostileGroup = &group{
 	guestScripts: map[string]string{"hostile": hostileGuest},
 	// `\$` keeps level 1's shell from expanding "$0x1..." inside the
 	// double-quoted command line; the kernel gets memmap=16M$0x10000000.
+	// Level 1 broadcasts ARP requests (54 bytes with the virtio-net
+	// header) on the NIC's TAP for the receive cases.
 	script: `before=$(md5sum < "$DATA/target.img")
+tunctl -t hst0 > /dev/null
+ip addr add 172.31.0.1/24 dev hst0
+ip link set hst0 up
+( while :; do arping -c 1 -w 1 -I hst0 172.31.0.2 > /dev/null 2>&1; sleep 0.2; done ) &
+sender=$!
 ` + vmmRun("hostile", "GUEST_BZIMAGE", guestCmdline+` memmap=16M\$`+hostileRegion+` vmmtest=hostile`,
-		"--disk", `"$DATA/target.img"`, "--disk", `"$DATA/witness.img,ro"`) + `
+		"--disk", `"$DATA/target.img"`, "--disk", `"$DATA/witness.img,ro"`, "--net", "tap=hst0") + `
+kill $sender
 after=$(md5sum < "$DATA/target.img")
 metric hostile target_unchanged=$([ "$before" = "$after" ] && echo 1 || echo 0)
 metric hostile reset_logs=$(grep -c 'virtio device needs reset' "$WORK/hostile.err") \
 	refused_logs=$(grep -c 'virtio driver features refused' "$WORK/hostile.err") \
+	net_logs=$(grep -c 'virtio-net: ' "$WORK/hostile.err") \
 	log_lines=$(grep -c . "$WORK/hostile.err")
 sed 's/^/@@VMMLOG /' "$WORK/hostile.err"
 `,
@@ -172,6 +184,13 @@ var hostileWant = map[string]map[string]string{
 	"blk_unknown_type":         {"needs_reset": "0", "completed": "1", "status": "2", "used_len": "0"},
 	// No device-writable byte: no status can be returned (§2.7.5.1).
 	"blk_no_status": {"needs_reset": "1", "completed": "0"},
+	// §5.1.6.2: transmit has no status: an oversized frame is dropped
+	// and its chain returned with nothing written.
+	"net_tx_oversized": {"needs_reset": "0", "completed": "1", "used_len": "0", "sent_after": "1"},
+	// Receive buffers smaller than every frame (without MRG_RXBUF the
+	// driver SHOULD post 1526 bytes, §5.1.6.3.1): frames may be cut or
+	// dropped, never written past a buffer.
+	"net_rx_small_buffers": {"needs_reset": "0", "within_buffer": "1", "guard_bytes_written": "0"},
 }
 
 var hostileCaseRE = regexp.MustCompile(`@@GUEST case=(\S+) (.*)$`)
@@ -218,18 +237,26 @@ func TestHostileGuest(t *testing.T) {
 			for k, v := range want {
 				assert.Equal(t, v, kv[k], "%s: %v", k, kv)
 			}
+			if name == "net_rx_small_buffers" {
+				assert.NotEqual(t, "0", kv["rx_frames"], "level 1's frames reached the guest's buffers: %v", kv)
+			}
 		})
 		if want["needs_reset"] == "1" {
 			resets++
 		}
 	}
 	assert.Len(t, got, len(hostileWant), "cases reported")
-	// One log line per broken device, no more: every case but the
-	// refused feature negotiation logs nothing else.
+	// One log line per broken device, no more; the refused feature
+	// negotiation logs one; virtio-net logs the first of each kind of
+	// dropped or cut frame (the oversized one, and at most two kinds of
+	// cut receive frames). Nothing else.
 	logs := vmmLogLines(g.run(t))
 	assert.Equal(t, fmt.Sprint(resets), s.Values["reset_logs"], "'needs reset' lines on vmm's stderr:\n%s", logs)
 	assert.Equal(t, "1", s.Values["refused_logs"], "'features refused' lines:\n%s", logs)
-	assert.Equal(t, fmt.Sprint(resets+1), s.Values["log_lines"], "vmm's stderr:\n%s", logs)
+	netLogs, err := strconv.Atoi(s.Values["net_logs"])
+	require.NoError(t, err, "net_logs")
+	assert.True(t, netLogs >= 1 && netLogs <= 3, "virtio-net lines:\n%s", logs)
+	assert.Equal(t, fmt.Sprint(resets+1+netLogs), s.Values["log_lines"], "vmm's stderr:\n%s", logs)
 	assert.Equal(t, "1", s.Values["target_unchanged"], "no case wrote the attacked disk's image")
 }
 

@@ -72,9 +72,15 @@ type driver struct {
 	// next avail idx the driver publishes, and the used idx seen last
 	availIdx, usedIdx uint16
 	queue             uint32 // the queue in use (0 for block)
+	// ringArea is where this queue's rings start in the region: a
+	// device with two queues has two drivers on one window.
+	ringArea uint64
 }
 
 func (d *driver) ring(off uint64) uint64 { return d.mem.base + off }
+
+// qring is an address in this queue's ring area.
+func (d *driver) qring(off uint64) uint64 { return d.ring(d.ringArea + off) }
 
 // reset writes 0 to Status and waits for it to read back 0 (§4.2.3.1: the
 // driver waits for the reset to complete).
@@ -116,12 +122,12 @@ func (d *driver) negotiate(want uint64) (bool, error) {
 // queueSetup programs queue q with num entries at the region's rings,
 // cleared first; ready enables it.
 func (d *driver) queueSetup(q uint32, num uint32) {
-	clear(d.mem.at(d.ring(0))[:0x3000])
+	clear(d.mem.at(d.qring(0))[:0x3000])
 	d.queue = q
 	d.size = uint16(num)
 	d.r.write32(regQueueSel, q)
 	d.r.write32(regQueueNum, num)
-	desc, avail, used := d.ring(offDesc), d.ring(offAvail), d.ring(offUsed)
+	desc, avail, used := d.qring(offDesc), d.qring(offAvail), d.qring(offUsed)
 	d.r.write32(regQueueDescLo, uint32(desc))
 	d.r.write32(regQueueDescHi, uint32(desc>>32))
 	d.r.write32(regQueueDrvLo, uint32(avail))
@@ -162,13 +168,13 @@ func (d *driver) setDesc(table uint64, i int, addr uint64, n uint32, flags, next
 }
 
 func (d *driver) desc(i int, addr uint64, n uint32, flags, next uint16) {
-	d.setDesc(d.ring(offDesc), i, addr, n, flags, next)
+	d.setDesc(d.qring(offDesc), i, addr, n, flags, next)
 }
 
 // offer puts head into the avail ring and publishes it; idxStep is what
 // the avail idx advances by (1 for an honest driver).
 func (d *driver) offer(head uint16, idxStep uint16) {
-	avail := d.ring(offAvail)
+	avail := d.qring(offAvail)
 	d.mem.put16(avail+4+2*uint64(d.availIdx%d.size), head)
 	d.availIdx += idxStep
 	d.mem.put16(avail+2, d.availIdx)
@@ -186,7 +192,7 @@ type outcome struct {
 // wait polls until the device returns a chain or reports NEEDS_RESET, at
 // most timeout.
 func (d *driver) wait(timeout time.Duration) outcome {
-	used := d.ring(offUsed)
+	used := d.qring(offUsed)
 	for deadline := time.Now().Add(timeout); ; {
 		if idx := d.mem.get16(used + 2); idx != d.usedIdx {
 			e := used + 4 + 8*uint64(d.usedIdx%d.size)

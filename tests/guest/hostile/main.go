@@ -1,7 +1,8 @@
 // Command hostile is a hostile virtio driver: it runs in a guest of vmm
-// and drives one virtio-blk device directly through /dev/mem, its
-// virtio-mmio registers and a RAM region the kernel leaves alone
-// (memmap=SIZE$ADDR), breaking the rules of virtio 1.2 one case at a time.
+// and drives one virtio-blk device (and optionally one virtio-net device)
+// directly through /dev/mem, their virtio-mmio registers and a RAM region
+// the kernel leaves alone (memmap=SIZE$ADDR), breaking the rules of
+// virtio 1.2 one case at a time.
 // After each case it checks that a second disk, served by the kernel's
 // virtio_blk driver, still reads the same bytes, and that a reset brings
 // the attacked device back. It prints one line per case:
@@ -11,7 +12,7 @@
 // and leaves the verdict to the Go test (tests/hostile_test.go), which
 // holds what the spec wants for each case. Built static (CGO_ENABLED=0).
 //
-//	hostile -window 0xd0000000 -region 0x10000000 -region-size 0x1000000 -ram-end 0x20000000 -witness /dev/vdb
+//	hostile -window 0xd0000000 -net-window 0xd0002000 -region 0x10000000 -region-size 0x1000000 -ram-end 0x20000000 -witness /dev/vdb
 package main
 
 import (
@@ -32,9 +33,10 @@ func main() {
 	regionSize := flag.Uint64("region-size", 16<<20, "size of the region")
 	ramEnd := flag.Uint64("ram-end", 512<<20, "end of guest RAM below the MMIO hole")
 	witness := flag.String("witness", "", "block device of a second disk, read after every case")
+	netWindow := flag.Uint64("net-window", 0, "virtio-mmio window of a network device to attack too (0: none)")
 	only := flag.String("only", "", "run only the cases whose names contain this")
 	flag.Parse()
-	if err := run(*window, *region, *regionSize, *ramEnd, *witness, *only); err != nil {
+	if err := run(*window, *netWindow, *region, *regionSize, *ramEnd, *witness, *only); err != nil {
 		fmt.Printf("@@GUEST hostile=error %v\n", err)
 		os.Exit(1)
 	}
@@ -49,9 +51,10 @@ type hostile struct {
 	witnessOK []byte // sha256 of the witness disk's first MiB at the start
 	target    []byte // the attacked disk's first 4 KiB, read at the start
 	capacity  uint64 // the attacked disk's capacity in sectors
+	nic       *nic   // the attacked network device, if any
 }
 
-func run(window, region, regionSize, ramEnd uint64, witness, only string) error {
+func run(window, netWindow, region, regionSize, ramEnd uint64, witness, only string) error {
 	wm, err := mapPhys(window, windowSize)
 	if err != nil {
 		return err
@@ -81,7 +84,19 @@ func run(window, region, regionSize, ramEnd uint64, witness, only string) error 
 	h.target = bytes.Clone(h.d.mem.at(h.d.ring(offData))[:4096])
 	sum := sha256.Sum256(h.target)
 	fmt.Printf("@@GUEST hostile=start capacity=%d target_sha256=%x witness_sha256=%x\n", h.capacity, sum, h.witnessOK)
-	for _, c := range cases {
+	all := cases
+	if netWindow != 0 {
+		nm, err := mapPhys(netWindow, windowSize)
+		if err != nil {
+			return err
+		}
+		h.nic = newNIC(regs{nm}, rm)
+		if id := h.nic.rx.r.read32(regDeviceID); id != 1 {
+			return fmt.Errorf("device at %#x has ID %d, not a network device", netWindow, id)
+		}
+		all = append(all[:len(all):len(all)], netCases...)
+	}
+	for _, c := range all {
 		if only != "" && !strings.Contains(c.name, only) {
 			continue
 		}
@@ -145,7 +160,11 @@ func (h *hostile) runCase(c hostileCase) {
 	default:
 		f.add("witness", "bad")
 	}
-	f.add("recovered", bit(h.recover()))
+	if h.nic != nil && strings.HasPrefix(c.name, "net_") {
+		f.add("recovered", bit(h.nic.recover()))
+	} else {
+		f.add("recovered", bit(h.recover()))
+	}
 	fmt.Printf("@@GUEST case=%s result=%s %s\n", c.name, result, strings.Join(f, " "))
 }
 
