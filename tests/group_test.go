@@ -26,6 +26,8 @@ type group struct {
 	script string
 	// guestScripts are selected in the guest with vmmtest=NAME.
 	guestScripts map[string]string
+	// guestFiles are added to the guest initramfs (programs, data).
+	guestFiles []sandbox.File
 	// timeout bounds the whole group; stepTimeout each vmm run.
 	timeout, stepTimeout time.Duration
 	// files go to $DATA in level 1.

@@ -228,6 +228,24 @@ func TestFraming(t *testing.T) {
 		assert.Equal(t, blk.StatusIOErr, r.status(t, r.stat))
 		assert.Equal(t, uint32(0), u.Len, "the header bytes were not written")
 	})
+	// §5.2.6: read data is device-writable, write data device-readable.
+	// Data the other way round is refused, not served as a 0-byte OK.
+	t.Run("read into a device-readable buffer", func(t *testing.T) {
+		r.header(t, r.hdr, blk.TypeIn, 0)
+		require.NoError(t, r.drv.Mem.WriteAt([]byte{0xff}, r.stat))
+		u := r.submit(t, []virtiotest.Buf{{Addr: r.hdr, Len: 16}, {Addr: r.data, Len: 512}, {Addr: r.stat, Len: 1, Writable: true}}, false)
+		assert.Equal(t, blk.StatusIOErr, r.status(t, r.stat))
+		assert.Equal(t, uint32(1), u.Len)
+	})
+	t.Run("write from a device-writable buffer", func(t *testing.T) {
+		before := r.file(t)
+		r.header(t, r.hdr, blk.TypeOut, 0)
+		require.NoError(t, r.drv.Mem.WriteAt([]byte{0xff}, r.stat))
+		u := r.submit(t, []virtiotest.Buf{{Addr: r.hdr, Len: 16}, {Addr: r.data, Len: 512, Writable: true}, {Addr: r.stat, Len: 1, Writable: true}}, false)
+		assert.Equal(t, blk.StatusIOErr, r.status(t, r.stat))
+		assert.Equal(t, uint32(0), u.Len, "the data buffer was not written")
+		assert.Equal(t, before, r.file(t))
+	})
 	t.Run("short header", func(t *testing.T) {
 		u := r.submit(t, []virtiotest.Buf{{Addr: r.hdr, Len: 12}, {Addr: r.stat, Len: 1, Writable: true}}, false)
 		assert.Equal(t, blk.StatusIOErr, r.status(t, r.stat))

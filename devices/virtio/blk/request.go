@@ -70,11 +70,7 @@ func (s *server) handle(c *virtio.Chain) (uint32, error) {
 	// §2.7.8.2: len counts bytes written from the start of the writable
 	// buffers; the status byte counts only when the data before it was
 	// written in full. An underestimate is allowed, an overestimate not.
-	inLen := uint64(0)
-	for _, b := range in {
-		inLen += uint64(len(b))
-	}
-	if written == inLen {
+	if written == buffersLen(in) {
 		written++
 	}
 	return uint32(min(written, math.MaxUint32)), nil
@@ -93,6 +89,13 @@ func (s *server) serve(c *virtio.Chain, in [][]byte) (uint8, uint64) {
 	b := s.b
 	switch typ {
 	case TypeIn:
+		// §5.2.6: a read's data is device-writable. Device-readable data
+		// after the header is a read the device cannot do; answering OK
+		// with nothing read would tell the driver its buffer holds the
+		// disk's bytes.
+		if buffersLen(out) != 0 {
+			return StatusIOErr, 0
+		}
 		n, ok := b.span(sector, in)
 		if !ok {
 			return StatusIOErr, 0
@@ -108,6 +111,10 @@ func (s *server) serve(c *virtio.Chain, in [][]byte) (uint8, uint64) {
 	case TypeOut:
 		// §5.2.6.2: with VIRTIO_BLK_F_RO offered, writes fail untouched.
 		if b.readOnly {
+			return StatusIOErr, 0
+		}
+		// The mirror image: a write's data is device-readable.
+		if buffersLen(in) != 0 {
 			return StatusIOErr, 0
 		}
 		n, ok := b.span(sector, out)
@@ -170,13 +177,18 @@ func (s *server) cursorOf(bufs [][]byte) [][]byte {
 	return s.cursor
 }
 
+func buffersLen(bufs [][]byte) uint64 {
+	var n uint64
+	for _, b := range bufs {
+		n += uint64(len(b))
+	}
+	return n
+}
+
 // span checks that bufs hold whole sectors that fit the disk from sector
 // on, and returns their total size.
 func (b *Block) span(sector uint64, bufs [][]byte) (uint64, bool) {
-	var n uint64
-	for _, buf := range bufs {
-		n += uint64(len(buf))
-	}
+	n := buffersLen(bufs)
 	if n%SectorSize != 0 || sector > b.sectors || n/SectorSize > b.sectors-sector {
 		return 0, false
 	}
