@@ -32,8 +32,6 @@ type group struct {
 	timeout, stepTimeout time.Duration
 	// files go to $DATA in level 1.
 	files []sandbox.File
-	// guestFiles go into the guest's initramfs, at their Name.
-	guestFiles []sandbox.File
 	// needsVmlinux carries the 50 MB ELF kernel ($GUEST_VMLINUX) into level 1.
 	needsVmlinux bool
 	// noRepeat: never run the group again (soak runs count every failure).
