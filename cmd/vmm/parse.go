@@ -56,6 +56,15 @@ func parseScaled(t string, bare int) (n uint64, shift int, ok bool) {
 	return n, shift, err == nil
 }
 
+// setRate sets the bucket that what ("bw" or "iops") names in l to rate r.
+func setRate(l *ratelimit.Config, what string, r uint64) {
+	if what == "bw" {
+		l.Bandwidth = rateBucket(r)
+	} else {
+		l.Ops = rateBucket(r)
+	}
+}
+
 // rateBucket is the token bucket for a rate given on the command line:
 // one second's worth, refilled over a second, so a device idle for a
 // second may burst that much and otherwise keeps to the rate.
@@ -83,11 +92,7 @@ func parseDisk(s string) (machine.Disk, error) {
 			if err != nil {
 				return d, fmt.Errorf("%w: --disk %q: %s: %w", errBadFlag, s, k, err)
 			}
-			if k == "bw" {
-				d.RateLimit.Bandwidth = rateBucket(r)
-			} else {
-				d.RateLimit.Ops = rateBucket(r)
-			}
+			setRate(&d.RateLimit, k, r)
 		default:
 			return d, fmt.Errorf("%w: --disk %q: unknown option %q (want PATH[,ro][,bw=RATE][,iops=N])", errBadFlag, s, opt)
 		}
@@ -129,11 +134,7 @@ func parseNIC(s string) (machine.NIC, error) {
 				if dir != "" && dir != l.name {
 					continue
 				}
-				if what == "bw" {
-					l.cfg.Bandwidth = rateBucket(r)
-				} else {
-					l.cfg.Ops = rateBucket(r)
-				}
+				setRate(l.cfg, what, r)
 			}
 		default:
 			return n, fmt.Errorf("%w: --net %q: unknown option %q (want tap=NAME[,mac=MAC][,rx-bw=RATE][,tx-bw=RATE][,rx-iops=N][,tx-iops=N])", errBadFlag, s, k)
@@ -160,11 +161,7 @@ func parseEntropy(s string) (*machine.Entropy, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: --entropy %q: %s: %w", errBadFlag, s, k, err)
 			}
-			if k == "bw" {
-				e.RateLimit.Bandwidth = rateBucket(r)
-			} else {
-				e.RateLimit.Ops = rateBucket(r)
-			}
+			setRate(&e.RateLimit, k, r)
 		default:
 			return nil, fmt.Errorf("%w: --entropy %q: unknown option %q (want on, or bw=RATE[,iops=N])", errBadFlag, s, kv)
 		}
