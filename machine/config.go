@@ -103,6 +103,19 @@ type Balloon struct {
 }
 
 // Config describes one VM.
+// Share is a host directory exported to the guest. The guest mounts it by
+// Tag (virtio-fs's tag, 9p's mount_tag) and reaches nothing outside
+// HostDir.
+type Share struct {
+	HostDir  string
+	Tag      string
+	ReadOnly bool
+	// Protocols offered for this share; both false means both: the guest
+	// mounts the first its kernel has.
+	VirtioFS bool // virtio-fs, device ID 26
+	P9       bool // virtio-9p (9P2000.L), device ID 9
+}
+
 type Config struct {
 	Kernel  string // bzImage or ELF vmlinux
 	Initrd  string // optional
@@ -114,7 +127,10 @@ type Config struct {
 	Entropy *Entropy // nil: no entropy device
 	Vsock   *Vsock   // nil: no vsock device
 	Balloon *Balloon // nil: no balloon
-	NoACPI  bool     // describe the machine with an MP table instead of ACPI
+	// Shares are host directories the guest mounts by tag, over virtio-fs
+	// or virtio-9p or both.
+	Shares []Share
+	NoACPI bool // describe the machine with an MP table instead of ACPI
 	// Transport carries the virtio devices; "" is DefaultTransport.
 	Transport Transport
 
