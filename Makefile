@@ -47,9 +47,10 @@ boot: deps
 	$(GO) run ./tests/cmd/sandbox boot -- $(ARGS)
 
 # Long runs, not part of `make test` (tests/soak_test.go): 200 boots in a
-# row, 100 --on-reboot=restart cycles in one vmm, and the network transfer
-# (256 MiB each way) 20 times with 1 and 2 vCPUs. Sizes and counts:
-# VMM_SOAK_BOOTS, VMM_SOAK_RESTARTS, VMM_SOAK_NET_RUNS, VMM_SOAK_NET_MIB.
+# row, 100 --on-reboot=restart cycles in one vmm, the network transfer
+# (256 MiB each way) 20 times with 1 and 2 vCPUs and mergeable RX buffers on
+# and off, and the two-guest bridge 20 times with 1 and 2 vCPUs. Sizes and
+# counts: see tests/README.md (VMM_SOAK_*).
 .PHONY: soak
 soak: deps
 	VMM_SOAK=1 $(GO) test -count=1 -timeout 600m -v -run 'TestSoak' ./tests/

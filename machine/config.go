@@ -77,6 +77,8 @@ type NIC struct {
 	// RXRateLimit and TXRateLimit delay received and sent frames; the
 	// zero value limits nothing. Machine.SetNICRateLimit changes them.
 	RXRateLimit, TXRateLimit ratelimit.Config
+	// NoMergeableRX withholds VIRTIO_NET_F_MRG_RXBUF (--net ...,mrg-rxbuf=off).
+	NoMergeableRX bool
 }
 
 // Entropy is a virtio-rng device fed by the host's getrandom.

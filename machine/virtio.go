@@ -133,7 +133,8 @@ func (m *Machine) newNIC(n NIC) (*net.Net, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--net tap=%s: transmit: %w", n.TAP, err)
 	}
-	dev, err := net.New(net.Config{TAP: n.TAP, MAC: n.MAC, RXLimiter: rx, TXLimiter: tx})
+	dev, err := net.New(net.Config{TAP: n.TAP, MAC: n.MAC, RXLimiter: rx, TXLimiter: tx,
+		NoMergeableRX: n.NoMergeableRX})
 	if err != nil {
 		return nil, fmt.Errorf("--net tap=%s: %w", n.TAP, err)
 	}

@@ -5,12 +5,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/vmm-dev/vmm/tests/sandbox"
 )
@@ -38,8 +40,9 @@ func envInt(name string, def int) int {
 // name, the vCPU count and the size in MiB; the remaining ones go to vmm.
 const netLoopL1 = `
 net_iteration() {
-	local step=$1 cpus=$2 mib=$3
+	local step=$1 cpus=$2 mib=$3 netopt=
 	shift 3
+	if [ "$1" = --net-opt ]; then netopt=,$2; shift 2; fi
 	dd if=/dev/urandom of="$WORK/send.bin" bs=1M count=$mib 2> /dev/null
 	local sent_md5
 	sent_md5=$(md5sum < "$WORK/send.bin" | cut -d' ' -f1)
@@ -53,7 +56,7 @@ net_iteration() {
 	local receiver=$!
 	run_vmm "$step" run --kernel "$GUEST_BZIMAGE" --initrd "$GUEST_INITRD" \
 		--cmdline "$GUEST_CMDLINE vmmtest=nettransfer" --cpus "$cpus" --memory 1G \
-		--net tap=tap0,mac=02:00:00:00:00:42 "$@"
+		--net tap=tap0,mac=02:00:00:00:00:42$netopt "$@"
 	local i=0
 	while kill -0 $receiver 2> /dev/null && [ $i -lt 10 ]; do sleep 1; i=$((i + 1)); done
 	kill $sender $holder $receiver 2> /dev/null
@@ -67,8 +70,9 @@ ip link set tap0 up
 `
 
 // TestSoakNetTransfer moves VMM_SOAK_NET_MIB (256) MiB each way,
-// VMM_SOAK_NET_RUNS (20) times with 1 vCPU and as often with 2, and
-// fails on any iteration whose data did not arrive intact.
+// VMM_SOAK_NET_RUNS (20) times with 1 vCPU and as often with 2, each with
+// and without mergeable receive buffers, and fails on any iteration whose
+// data did not arrive intact.
 func TestSoakNetTransfer(t *testing.T) {
 	soakOnly(t)
 	runs := envInt("VMM_SOAK_NET_RUNS", 20)
@@ -86,11 +90,19 @@ func TestSoakNetTransfer(t *testing.T) {
 	if n := envInt("VMM_SOAK_NET_CPUS", 0); n > 0 {
 		cpuCounts = []int{n}
 	}
-	for _, cpus := range cpuCounts {
-		for i := 1; i <= runs; i++ {
-			name := fmt.Sprintf("net-c%d-%02d", cpus, i)
-			steps = append(steps, name)
-			fmt.Fprintf(&script, "net_iteration %s %d %d\n", name, cpus, mib)
+	// Mergeable receive buffers on and off: the two RX paths of Linux's
+	// driver (VMM_SOAK_NET_MRG=on or off runs one of them).
+	mrgs := []string{"on", "off"}
+	if m := os.Getenv("VMM_SOAK_NET_MRG"); m != "" {
+		mrgs = []string{m}
+	}
+	for _, mrg := range mrgs {
+		for _, cpus := range cpuCounts {
+			for i := 1; i <= runs; i++ {
+				name := fmt.Sprintf("net-c%d-mrg%s-%02d", cpus, mrg, i)
+				steps = append(steps, name)
+				fmt.Fprintf(&script, "net_iteration %s %d %d --net-opt mrg-rxbuf=%s\n", name, cpus, mib, mrg)
+			}
 		}
 	}
 	g := &group{
@@ -291,6 +303,87 @@ END {
 			return fmt.Sprintf("descriptors went from %s to %s", v["early_fds"], v["late_fds"])
 		case early == 0 || late > early+early/10:
 			return fmt.Sprintf("RSS grew from %d KiB to %d KiB", early, late)
+		}
+		return ""
+	})
+}
+
+// bridgeLoopL1 sets up br0 with tapa and tapb once; bridge_iteration then
+// boots two guests on it, A in the background and B as the step, each
+// pinging the other.
+const bridgeLoopL1 = `
+if ! ip link add br0 type bridge 2> /dev/null; then
+	for m in llc stp bridge; do insmod "$DATA/$m.ko"; done
+	ip link add br0 type bridge
+fi
+ip addr add 172.30.1.1/24 dev br0
+ip link set br0 up
+for t in tapa tapb; do
+	tunctl -t $t > /dev/null
+	ip link set $t master br0
+	ip link set $t up
+done
+bridge_iteration() {
+	local step=$1 cpus=$2
+	timeout -k 5 "$STEP_TIMEOUT" "$VMM" run --kernel "$GUEST_BZIMAGE" --initrd "$GUEST_INITRD" \
+		--cmdline "$GUEST_CMDLINE vmmtest=netbridge netip=172.30.1.2 netpeer=172.30.1.3" --cpus "$cpus" \
+		--net tap=tapa,mac=02:00:00:00:01:02 < /dev/null > "$WORK/guest-a.out" 2>&1 &
+	local guest_a=$!
+	run_vmm "$step" run --kernel "$GUEST_BZIMAGE" --initrd "$GUEST_INITRD" \
+		--cmdline "$GUEST_CMDLINE vmmtest=netbridge netip=172.30.1.3 netpeer=172.30.1.2" --cpus "$cpus" \
+		--net tap=tapb,mac=02:00:00:00:01:03
+	wait $guest_a
+	local rc_a=$?
+	sed 's/^/guest-a| /' "$WORK/guest-a.out"
+	metric "$step" peer_rc=$rc_a peer_ping=$(sed -n 's/.*@@GUEST ping=\([a-z]*\).*/\1/p' "$WORK/guest-a.out" | head -n 1)
+}
+`
+
+// TestSoakNetBridge boots the two-guest bridge scenario VMM_SOAK_BRIDGE_RUNS
+// (20) times with 1 vCPU each and as often with 2; both guests of every
+// iteration must ping each other and exit cleanly.
+func TestSoakNetBridge(t *testing.T) {
+	soakOnly(t)
+	runs := envInt("VMM_SOAK_BRIDGE_RUNS", 20)
+	k, err := sandbox.Kernel(t.Context())
+	require.NoError(t, err)
+	var files []sandbox.File
+	for _, rel := range bridgeModules {
+		p, err := k.Module(rel)
+		require.NoError(t, err, "bridge modules for level 1")
+		files = append(files, sandbox.File{Name: path.Base(rel), HostPath: p})
+	}
+	var script strings.Builder
+	script.WriteString(bridgeLoopL1)
+	var steps []string
+	for _, cpus := range []int{1, 2} {
+		for i := 1; i <= runs; i++ {
+			name := fmt.Sprintf("bridge-c%d-%02d", cpus, i)
+			steps = append(steps, name)
+			fmt.Fprintf(&script, "bridge_iteration %s %d\n", name, cpus)
+		}
+	}
+	g := &group{
+		name:         "soak-bridge",
+		noRepeat:     true,
+		timeout:      time.Duration(len(steps)) * 2 * time.Minute,
+		stepTimeout:  120 * time.Second,
+		guestScripts: map[string]string{"netbridge": netBridgeGuest},
+		files:        files,
+		script:       script.String(),
+	}
+	checkLoop(t, g, steps, func(s *sandbox.Step) string {
+		switch {
+		case s.RC != 0 || s.TimedOut:
+			return "vmm (guest B) failed"
+		case !s.Contains("vmm guest: poweroff -f"):
+			return "guest B did not power off"
+		case s.Values["ping"] != "ok":
+			return "guest B did not reach guest A"
+		case s.Values["peer_rc"] != "0":
+			return "guest A's vmm exited " + s.Values["peer_rc"]
+		case s.Values["peer_ping"] != "ok":
+			return "guest A did not reach guest B"
 		}
 		return ""
 	})

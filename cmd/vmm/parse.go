@@ -101,7 +101,8 @@ func parseDisk(s string) (machine.Disk, error) {
 }
 
 // parseNIC reads "tap=NAME[,mac=MAC][,rx-bw=RATE][,tx-bw=RATE]
-// [,rx-iops=N][,tx-iops=N]" (bw= and iops= set both directions).
+// [,rx-iops=N][,tx-iops=N][,mrg-rxbuf=on|off]" (bw= and iops= set both
+// directions).
 func parseNIC(s string) (machine.NIC, error) {
 	var n machine.NIC
 	for _, kv := range strings.Split(s, ",") {
@@ -118,6 +119,15 @@ func parseNIC(s string) (machine.NIC, error) {
 				return n, fmt.Errorf("%w: --net %q: %v is a multicast address", errBadFlag, s, mac)
 			}
 			n.MAC = mac
+		case "mrg-rxbuf":
+			switch v {
+			case "on":
+				n.NoMergeableRX = false
+			case "off":
+				n.NoMergeableRX = true
+			default:
+				return n, fmt.Errorf("%w: --net %q: mrg-rxbuf=%q: want on or off", errBadFlag, s, v)
+			}
 		case "bw", "rx-bw", "tx-bw", "iops", "rx-iops", "tx-iops":
 			r, err := parseRate(v)
 			if err != nil {
@@ -137,7 +147,7 @@ func parseNIC(s string) (machine.NIC, error) {
 				setRate(l.cfg, what, r)
 			}
 		default:
-			return n, fmt.Errorf("%w: --net %q: unknown option %q (want tap=NAME[,mac=MAC][,rx-bw=RATE][,tx-bw=RATE][,rx-iops=N][,tx-iops=N])", errBadFlag, s, k)
+			return n, fmt.Errorf("%w: --net %q: unknown option %q (want tap=NAME[,mac=MAC][,rx-bw=RATE][,tx-bw=RATE][,rx-iops=N][,tx-iops=N][,mrg-rxbuf=on|off])", errBadFlag, s, k)
 		}
 	}
 	if n.TAP == "" || len(n.TAP) > 15 {

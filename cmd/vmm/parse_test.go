@@ -72,12 +72,15 @@ func TestParseNIC(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ratelimit.Config{Bandwidth: ratelimit.Bucket{Size: 2 << 20, RefillTime: time.Second}}, n.RXRateLimit)
 	assert.Equal(t, ratelimit.Config{Ops: ratelimit.Bucket{Size: 1000, RefillTime: time.Second}}, n.TXRateLimit)
+	n, err = parseNIC("tap=tap0,mrg-rxbuf=off")
+	require.NoError(t, err)
+	assert.True(t, n.NoMergeableRX)
 	n, err = parseNIC("tap=tap0,bw=512K")
 	require.NoError(t, err)
 	assert.Equal(t, n.RXRateLimit, n.TXRateLimit)
 	assert.Equal(t, uint64(512<<10), n.TXRateLimit.Bandwidth.Size)
 	for _, bad := range []string{"", "tap=", "mac=02:00:00:00:00:01", "tap=x,mac=zz", "tap=x,mac=01:00:00:00:00:01",
-		"tap=averyveryverylongname", "tap=x,speed=10", "tap=x,rx-bw=x", "tap=x,up-bw=1"} {
+		"tap=averyveryverylongname", "tap=x,speed=10", "tap=x,rx-bw=x", "tap=x,up-bw=1", "tap=x,mrg-rxbuf=no"} {
 		_, err := parseNIC(bad)
 		assert.ErrorIs(t, err, errBadFlag, bad)
 	}

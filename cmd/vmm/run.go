@@ -36,7 +36,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Value: "512M", Usage: "guest RAM `SIZE`: a number with K, M, G or T suffix (bare number: MiB)"},
 			&cli.StringFlag{Name: "console", Value: "stdio", Usage: "where the serial console goes, `MODE`: stdio (output to stdout, input from stdin), none, or file=PATH"},
 			&cli.StringSliceFlag{Name: "disk", Usage: "virtio-blk disk from a raw image `PATH[,ro][,bw=RATE][,iops=N]` (repeatable; the first is /dev/vda; bw in bytes/s and iops limit its I/O, e.g. bw=1M)"},
-			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net interface on a host TAP device `tap=NAME[,mac=MAC][,LIMIT...]` (repeatable; created if missing); LIMIT: rx-bw=RATE, tx-bw=RATE, rx-iops=N, tx-iops=N, or bw=/iops= for both directions"},
+			&cli.StringSliceFlag{Name: "net", Usage: "virtio-net interface on a host TAP device `tap=NAME[,mac=MAC][,LIMIT...]` (repeatable; created if missing); LIMIT: rx-bw=RATE, tx-bw=RATE, rx-iops=N, tx-iops=N, or bw=/iops= for both directions; mrg-rxbuf=off withholds mergeable receive buffers"},
 			&cli.StringFlag{Name: "entropy", Usage: "a virtio-rng device fed by the host's getrandom, `SPEC`: on, or bw=RATE[,iops=N] to rate-limit it"},
 			&cli.StringFlag{Name: "vsock", Usage: "a virtio-vsock device, `cid=N,uds=PATH`: the guest's CID (3 or more) and a host unix socket (it must not exist) on which programs send \"CONNECT <port>\\n\"; guest connections to the host's port P go to PATH_P"},
 			&cli.StringFlag{Name: "balloon", Usage: "a virtio memory balloon of `MIB[,deflate-on-oom][,stats=SECONDS]`: the guest gives MIB of its RAM back to the host (its driver: virtio_balloon)"},

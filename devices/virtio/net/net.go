@@ -105,6 +105,10 @@ type Config struct {
 	// Firecracker counts); nil gives unlimited ones, which RXLimiter and
 	// TXLimiter return so limits can be set at run time.
 	RXLimiter, TXLimiter *ratelimit.Limiter
+	// NoMergeableRX withholds VIRTIO_NET_F_MRG_RXBUF, so the driver posts
+	// receive buffers that each hold a whole frame (§5.1.6.3.1): Linux
+	// then uses its "big packets" chains. For comparing the two RX paths.
+	NoMergeableRX bool
 }
 
 // Net is a virtio network device. It implements virtio.Device.
@@ -117,6 +121,7 @@ type Net struct {
 	stats   counters
 	rxLimit *ratelimit.Limiter
 	txLimit *ratelimit.Limiter
+	offered uint64 // feature bits offered to the driver
 
 	mu     sync.Mutex
 	tx     *virtio.Worker
@@ -139,6 +144,9 @@ func New(cfg Config) (*Net, error) {
 	n, err := newNet(t, t.Name(), cfg.MAC)
 	if err != nil {
 		return nil, errors.Join(err, t.Close())
+	}
+	if cfg.NoMergeableRX {
+		n.offered &^= FeatureMrgRXBuf
 	}
 	if cfg.RXLimiter != nil {
 		n.rxLimit = cfg.RXLimiter
@@ -169,7 +177,7 @@ func newNet(b Backend, name string, mac stdnet.HardwareAddr) (*Net, error) {
 		}
 	}
 	n := &Net{name: name, backend: b, conn: conn, mac: append(stdnet.HardwareAddr(nil), mac...),
-		rxLimit: ratelimit.Unlimited(), txLimit: ratelimit.Unlimited()}
+		rxLimit: ratelimit.Unlimited(), txLimit: ratelimit.Unlimited(), offered: offeredFeatures}
 	copy(n.config[configMAC:], n.mac)
 	binary.LittleEndian.PutUint16(n.config[configStatus:], statusLinkUp)
 	binary.LittleEndian.PutUint16(n.config[configQueuePairs:], 1)
@@ -217,7 +225,7 @@ func (n *Net) Name() string { return n.name }
 func (n *Net) Type() virtio.DeviceType { return virtio.DeviceNet }
 
 // Features implements virtio.Device.
-func (n *Net) Features() uint64 { return offeredFeatures }
+func (n *Net) Features() uint64 { return n.offered }
 
 // QueueMaxSizes implements virtio.Device.
 func (n *Net) QueueMaxSizes() []uint16 { return []uint16{QueueSize, QueueSize} }

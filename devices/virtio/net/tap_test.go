@@ -239,3 +239,17 @@ func TestTAPReceive(t *testing.T) {
 		})
 	}
 }
+
+// NoMergeableRX withdraws VIRTIO_NET_F_MRG_RXBUF from the offer alone.
+func TestNoMergeableRXOffer(t *testing.T) {
+	needTAP(t)
+	withMrg, err := vnet.New(vnet.Config{TAP: "vmmmrg0", MAC: testMAC})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, withMrg.Close()) }()
+	without, err := vnet.New(vnet.Config{TAP: "vmmmrg1", MAC: testMAC, NoMergeableRX: true})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, without.Close()) }()
+	assert.NotZero(t, withMrg.Features()&vnet.FeatureMrgRXBuf)
+	assert.Zero(t, without.Features()&vnet.FeatureMrgRXBuf)
+	assert.Equal(t, withMrg.Features()&^vnet.FeatureMrgRXBuf, without.Features())
+}
