@@ -28,6 +28,7 @@ func TestSandboxFault(t *testing.T) {
 		{"step out of time", &sandbox.Result{Mode: sandbox.ModeNested, Steps: []*sandbox.Step{{Name: "s", TimedOut: true}}}, nil, true},
 		{"other vmm error", &sandbox.Result{Mode: sandbox.ModeNested, Steps: []*sandbox.Step{otherError}}, nil, false},
 		{"group out of time", &sandbox.Result{Mode: sandbox.ModeNested}, sandbox.ErrTimeout, true},
+		{"level 1 froze", &sandbox.Result{Mode: sandbox.ModeNested}, fmt.Errorf("run: %w", sandbox.ErrFrozen), true},
 		{"direct mode", &sandbox.Result{Mode: sandbox.ModeDirect, Steps: []*sandbox.Step{tripleFault}}, sandbox.ErrIncomplete, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

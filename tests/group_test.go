@@ -117,6 +117,8 @@ func sandboxFault(res *sandbox.Result, err error) string {
 		return ""
 	}
 	switch {
+	case errors.Is(err, sandbox.ErrFrozen):
+		return "level 1 froze (its heartbeat stopped; registers in the log)"
 	case errors.Is(err, sandbox.ErrIncomplete):
 		return "level 1 died before its script finished"
 	case errors.Is(err, sandbox.ErrTimeout):

@@ -55,7 +55,7 @@ func runDirect(ctx context.Context, p prepared) (*Result, error) {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Env = append(cmd.Env, "PATH="+binDir+":"+os.Getenv("PATH"))
-	return supervise(ctx, cmd, sc, ModeDirect, "sh")
+	return supervise(ctx, cmd, sc, ModeDirect, "sh", nil)
 }
 
 // linkBusybox fills dir with a symlink per busybox applet and returns the

@@ -97,14 +97,16 @@ func runNested(ctx context.Context, p prepared) (*Result, error) {
 	if qemu == "" {
 		qemu = "qemu-system-x86_64"
 	}
-	cmd := exec.CommandContext(ctx, qemu, qemuArgs(p.kernel.BzImage, l1Initrd)...)
-	return supervise(ctx, cmd, sc, ModeNested, "qemu")
+	fw := newFreezeWatch(p.tmp)
+	cmd := exec.CommandContext(ctx, qemu, append(qemuArgs(p.kernel.BzImage, l1Initrd), fw.qemuArgs()...)...)
+	return supervise(ctx, cmd, sc, ModeNested, "qemu", fw)
 }
 
 // supervise runs cmd (QEMU or the direct-mode shell) in its own process
 // group, streams its output into a Result and kills the whole group when
 // ctx ends.
-func supervise(ctx context.Context, cmd *exec.Cmd, sc Scenario, mode Mode, what string) (*Result, error) {
+// fw, when set, ends a run whose level 1 froze.
+func supervise(ctx context.Context, cmd *exec.Cmd, sc Scenario, mode Mode, what string, fw *freezeWatch) (*Result, error) {
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %s: %w", what, err)
@@ -131,6 +133,26 @@ func supervise(ctx context.Context, cmd *exec.Cmd, sc Scenario, mode Mode, what 
 		stream(stdout, start, c, &mu, sc.Console)
 		close(streamed)
 	}()
+	if fw != nil {
+		wctx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go func() {
+			report := fw.watch(wctx)
+			if report == "" {
+				return
+			}
+			mu.Lock()
+			c.frozen = report
+			for _, l := range strings.Split(strings.TrimRight(report, "\n"), "\n") {
+				c.line(time.Since(start), "sandbox: "+l)
+			}
+			mu.Unlock()
+			if sc.Console != nil {
+				_, _ = fmt.Fprintln(sc.Console, "sandbox: "+report)
+			}
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}()
+	}
 	// A background process of the script may keep the console open after
 	// "@@L1 done" (or QEMU may hang powering off): give it a grace period.
 	select {

@@ -175,6 +175,7 @@ type collector struct {
 	res      *Result
 	current  *Step         // the step between its begin and result markers
 	done     bool          // "@@L1 done" seen
+	frozen   string        // set by the freeze watch: level 1 froze
 	finished chan struct{} // closed when done becomes true
 }
 

@@ -20,6 +20,9 @@ var (
 	ErrTimeout    = errors.New("sandbox: timed out")
 	ErrIncomplete = errors.New("sandbox: level 1 ended before its script finished")
 	ErrLevel1     = errors.New("sandbox: level 1 is not usable")
+	// ErrFrozen: level 1's heartbeat stopped; its CPUs' registers, read
+	// through QEMU's monitor, are in the result's console.
+	ErrFrozen = errors.New("sandbox: level 1 froze")
 )
 
 // DefaultGuestCmdline is $GUEST_CMDLINE: what a user types for the
@@ -210,6 +213,8 @@ func outcome(ctx context.Context, c *collector, start time.Time, exitErr error, 
 	res.Wall = time.Since(start)
 	var cause error
 	switch {
+	case c.frozen != "":
+		cause = fmt.Errorf("%w: %s", ErrFrozen, c.frozen)
 	case ctx.Err() != nil:
 		cause = fmt.Errorf("%w after %v", ErrTimeout, res.Wall.Round(time.Second))
 	case !c.done && len(res.Errors) > 0:

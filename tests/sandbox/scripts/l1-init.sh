@@ -19,6 +19,17 @@ done < /etc/modules
 [ -c /dev/kvm ] || echo "@@L1 error /dev/kvm is missing after loading the KVM modules"
 ip link set lo up 2>/dev/null
 
+# The heartbeat: level 1's uptime every 5 s on its second serial port, a
+# file on the host (not the console, so it never splits a line of it). A
+# heartbeat that stops means level 1's own timers stopped: it froze.
+if [ -c /dev/ttyS1 ]; then
+	( while :; do
+		read -r up _ < /proc/uptime
+		echo "$up" > /dev/ttyS1
+		sleep 5
+	done ) < /dev/null > /dev/null 2>&1 &
+fi
+
 # env sets the variables the scenario sees and its arguments (set -- ...).
 . /sandbox/env
 cd "$WORK" || echo "@@L1 error cannot enter WORK=$WORK"
