@@ -54,6 +54,9 @@ boot: deps
 soak: deps
 	VMM_SOAK=1 $(GO) test -count=1 -timeout 600m -v -run 'TestSoak' ./tests/
 
+# prepare also builds, once, the kvm_guest.config kernel of the virtio-pci
+# scenarios (tests/guestkernel, tests/guest/kernel/kvmguest.config): 10 to
+# 20 minutes on 2 cores, then cached in ~/.cache/vmm/guest-kernels.
 prepare: deps
 	$(GO) run ./tests/cmd/sandbox prepare
 
