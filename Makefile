@@ -56,7 +56,7 @@ soak: deps
 
 # prepare also builds, once, the kvm_guest.config kernel of the virtio-pci
 # scenarios (tests/guestkernel, tests/guest/kernel/kvmguest.config): 10 to
-# 20 minutes on 2 cores, then cached in ~/.cache/vmm/guest-kernels.
+# 35 minutes on 2 cores, then cached in ~/.cache/vmm/guest-kernels.
 prepare: deps
 	$(GO) run ./tests/cmd/sandbox prepare
 

@@ -115,7 +115,7 @@ tunctl -d tapk > /dev/null
 }
 
 // kvmGuestKernel returns the kvm_guest kernel, building it (once, 10 to
-// 20 minutes) when `make prepare` has not.
+// 35 minutes) when `make prepare` has not.
 var kvmGuestKernel = sync.OnceValues(func() (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()

@@ -79,7 +79,7 @@ var buildTools = []string{"gcc", "make", "flex", "bison", "bc", "lz4", "xz", "pe
 
 // Path returns the cached bzImage of s, building it first (with build
 // set) when the cache has none for this source version and fragment. The
-// build runs under `nice -n 19`: 3 to 20 minutes on 2 cores.
+// build runs under `nice -n 19`: 10 to 35 minutes on 2 cores.
 func Path(ctx context.Context, repo, cache string, s Spec, build bool, log io.Writer) (string, error) {
 	fragment, err := os.ReadFile(filepath.Join(repo, s.Fragment))
 	if err != nil {
@@ -188,7 +188,7 @@ func buildKernel(ctx context.Context, s Spec, fragment []byte, dir string, log i
 	}
 	defer os.RemoveAll(tmp)
 
-	fmt.Fprintf(log, "guest kernel: building the %s kernel in %s (3 to 20 minutes on 2 cores)\n", s.Name, tmp)
+	fmt.Fprintf(log, "guest kernel: building the %s kernel in %s (10 to 35 minutes on 2 cores)\n", s.Name, tmp)
 	if err := runLogged(ctx, io.Discard, tmp, "nice", "-n", "19", "tar", "xf", kernelSourceTarball); err != nil {
 		return err
 	}

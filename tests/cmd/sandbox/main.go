@@ -204,7 +204,7 @@ func prepare(c *cli.Context) error {
 		return cli.Exit(err.Error(), 1)
 	}
 	// The kvm_guest.config kernel of the virtio-pci scenarios: built once
-	// (about 10 to 20 minutes on 2 cores), cached while its fragment stays.
+	// (10 to 35 minutes on 2 cores), cached while its fragment stays.
 	repo, err := sandbox.RepoRoot(ctx)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
