@@ -40,7 +40,9 @@ check:
 
 test: deps check e2e
 
-e2e:
+# prepare first: the kvm_guest kernel build (once) must not count against
+# the go test timeout.
+e2e: prepare
 	$(GO) test -count=1 -timeout 30m -v ./tests/...
 
 boot: deps
