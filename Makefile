@@ -40,7 +40,9 @@ check:
 
 test: deps check e2e
 
-e2e:
+# prepare first: the kvm_guest kernel build (once) must not count against
+# the go test timeout.
+e2e: prepare
 	$(GO) test -count=1 -timeout 30m -v ./tests/...
 
 boot: deps
@@ -55,6 +57,9 @@ boot: deps
 soak: deps
 	VMM_SOAK=1 $(GO) test -count=1 -timeout 600m -v -run 'TestSoak' ./tests/
 
+# prepare also builds, once, the kvm_guest.config kernel of the virtio-pci
+# scenarios (tests/guestkernel, tests/guest/kernel/kvmguest.config): 10 to
+# 35 minutes on 2 cores, then cached in ~/.cache/vmm/guest-kernels.
 prepare: deps
 	$(GO) run ./tests/cmd/sandbox prepare
 

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/vmm-dev/vmm/tests/bench/internal/results"
+	"github.com/vmm-dev/vmm/tests/guestkernel"
 	"github.com/vmm-dev/vmm/tests/sandbox"
 )
 
@@ -119,7 +120,7 @@ func benchAction(c *cli.Context) error {
 		CPUs: c.Int("cpus"), MemoryMiB: c.Int("memory-mib"),
 		IdleSeconds: c.Float64("idle"), IOSeconds: c.Float64("io-seconds"),
 		NetBytes: c.Int64("net-mib") << 20, BootTimeoutSeconds: 120, Work: "$WORK",
-		ShowGuestConsole: c.Bool("guest-console"),
+		ShowGuestConsole: c.Bool("guest-console"), PCI: c.Bool("pci"),
 	}
 	var files []sandbox.File
 	guestCmdline := c.String("cmdline")
@@ -135,8 +136,17 @@ func benchAction(c *cli.Context) error {
 			files = append(files, sandbox.File{Name: "minimal-bzImage", HostPath: bz})
 			cfg.Kernels = append(cfg.Kernels, results.KernelSpec{Name: "minimal", BzImage: "$DATA/minimal-bzImage", Cmdline: guestCmdline, IO: i == 0})
 			rep.Meta["minimal_kernel"] = bz
+		case "kvmguest":
+			// No virtio-mmio in it: over MMIO it boots without devices.
+			bz, err := guestkernel.Path(ctx, env.repo, env.cache, guestkernel.KVMGuest, c.Bool("build-kernel"), log)
+			if err != nil {
+				return err
+			}
+			files = append(files, sandbox.File{Name: "kvmguest-bzImage", HostPath: bz})
+			cfg.Kernels = append(cfg.Kernels, results.KernelSpec{Name: "kvmguest", BzImage: "$DATA/kvmguest-bzImage", Cmdline: guestCmdline, IO: i == 0})
+			rep.Meta["kvmguest_kernel"] = bz
 		default:
-			return cli.Exit(fmt.Sprintf("--kernels: unknown kernel %q (debian, minimal)", name), 2)
+			return cli.Exit(fmt.Sprintf("--kernels: unknown kernel %q (debian, minimal, kvmguest)", name), 2)
 		}
 	}
 	if len(cfg.Kernels) == 0 || cfg.Rounds < 1 {

@@ -37,21 +37,6 @@ func TestParseLddErrors(t *testing.T) {
 	assert.Empty(t, loader)
 }
 
-func TestConfigKeyIgnoresCommentsAndOrder(t *testing.T) {
-	a := configKey([]byte("# comment\nCONFIG_A=y\n\nCONFIG_B=y\n"))
-	b := configKey([]byte("CONFIG_B=y\n# other comment\nCONFIG_A=y\n"))
-	c := configKey([]byte("CONFIG_A=y\nCONFIG_B=n\n"))
-	assert.Equal(t, a, b)
-	assert.NotEqual(t, a, c)
-	assert.Len(t, a, 12)
-}
-
-func TestUnmetSettings(t *testing.T) {
-	fragment := "# x\nCONFIG_A=y\nCONFIG_B=y\nCONFIG_C=8\n"
-	config := "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=8\n"
-	assert.Equal(t, []string{"CONFIG_B=y"}, unmetSettings(fragment, config))
-}
-
 func TestLevel1Script(t *testing.T) {
 	cfg := &results.Config{Net: &results.NetSpec{Port: 5201, Links: map[string]results.NetLink{
 		results.VMM:  {Tap: "tapv", HostIP: "10.0.1.1"},

@@ -29,7 +29,8 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "runs", Value: 5, Usage: "boots per VMM, guest kernel and metric (alternating vmm/QEMU)"},
 			&cli.StringFlag{Name: "json", Value: "bench-results.json", Usage: "where to write the results"},
-			&cli.StringSliceFlag{Name: "kernels", Value: cli.NewStringSlice("debian", "minimal"), Usage: "guest kernels: debian (the cloud kernel) and/or minimal (tests/guest/kernel)"},
+			&cli.StringSliceFlag{Name: "kernels", Value: cli.NewStringSlice("debian", "minimal"), Usage: "guest kernels: debian (the cloud kernel), minimal (tests/guest/kernel/minimal.config), kvmguest (kvm_guest.config, virtio over PCI only)"},
+			&cli.BoolFlag{Name: "pci", Value: true, Usage: "boot vmm over --transport pci too (a third column: PCI against MMIO)"},
 			&cli.BoolFlag{Name: "build-kernel", Value: true, Usage: "build the minimal kernel if the cache has none (3 to 10 minutes)"},
 			&cli.StringFlag{Name: "cmdline", Value: defaultGuestCmdline, Usage: "guest kernel command line (bench.* parameters are added)"},
 			&cli.IntFlag{Name: "cpus", Value: 1, Usage: "guest vCPUs"},

@@ -26,7 +26,7 @@ const (
 // boot runs one VMM through one guest boot and collects the sample.
 func (r *runner) boot(k results.KernelSpec, vmm string, round int) *results.Sample {
 	s := r.bootOnce(k, vmm, round)
-	if vmm == results.VMM && s.Error != "" && r.withNet(k) && s.Metrics[results.BootConsole] == 0 && mentionsNet(s) {
+	if vmm != results.QEMU && s.Error != "" && r.withNet(k) && s.Metrics[results.BootConsole] == 0 && mentionsNet(s) {
 		r.netOff = true
 		r.netOffWhy = s.Error
 		fmt.Printf("bench: vmm rejected its network device (%s): network benchmark n/a, both VMMs boot without one from now on\n", s.Error)
@@ -59,7 +59,7 @@ func (r *runner) bootOnce(k results.KernelSpec, vmm string, round int) *results.
 	var received chan receiveResult
 	if k.IO && r.withNet(k) {
 		received = make(chan receiveResult, 1)
-		go func() { received <- receive(r.receivers[vmm], timeout) }()
+		go func() { received <- receive(r.receivers[netLinkOf(vmm)], timeout) }()
 	}
 
 	p, err := start(argv, false)
@@ -143,7 +143,7 @@ loop:
 	}
 	s.SetMetric(results.Total, total.Seconds())
 
-	if vmm == results.VMM {
+	if vmm != results.QEMU {
 		r.addVMMStats(s, p)
 	} else if port80 != nil {
 		if at, ok := port80.marker(); ok {
@@ -155,7 +155,7 @@ loop:
 	if received != nil {
 		// The guest is gone: a receiver still waiting for its
 		// connection stops now.
-		if err := r.receivers[vmm].SetDeadline(time.Now()); err != nil {
+		if err := r.receivers[netLinkOf(vmm)].SetDeadline(time.Now()); err != nil {
 			s.Notef("network receiver: %v", err)
 		}
 		res := <-received

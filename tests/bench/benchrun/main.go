@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/vmm-dev/vmm/tests/bench/internal/results"
@@ -45,8 +46,11 @@ func run(configPath string) error {
 		// ABBA order: a drift in level 1's speed over the run (another
 		// load on the host) then favours neither VMM.
 		order := []string{results.VMM, results.QEMU}
+		if cfg.PCI {
+			order = append(order, results.VMMPCI)
+		}
 		if round%2 == 1 {
-			order = []string{results.QEMU, results.VMM}
+			slices.Reverse(order)
 		}
 		for _, k := range cfg.Kernels {
 			for _, v := range order {

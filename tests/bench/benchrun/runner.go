@@ -44,6 +44,15 @@ func (r *runner) close() {
 	}
 }
 
+// link is the TAP side of vmm's network: vmm over PCI uses vmm's, since
+// the boots run one at a time.
+func netLinkOf(vmm string) string {
+	if vmm == results.VMMPCI {
+		return results.VMM
+	}
+	return vmm
+}
+
 // withNet reports whether this run gets a network device.
 func (r *runner) withNet(k results.KernelSpec) bool {
 	return r.cfg.Net != nil && !r.netOff
@@ -56,7 +65,7 @@ func (r *runner) cmdline(k results.KernelSpec, vmm string) string {
 	if k.IO {
 		parts = append(parts, "bench.io=1", "bench.ioseconds="+strconv.FormatFloat(r.cfg.IOSeconds, 'f', -1, 64))
 		if r.withNet(k) {
-			link := r.cfg.Net.Links[vmm]
+			link := r.cfg.Net.Links[netLinkOf(vmm)]
 			parts = append(parts, "bench.ip="+link.GuestIP, "bench.host="+link.HostIP,
 				"bench.port="+strconv.Itoa(r.cfg.Net.Port), "bench.bytes="+strconv.FormatInt(r.cfg.NetBytes, 10))
 		}
@@ -64,12 +73,17 @@ func (r *runner) cmdline(k results.KernelSpec, vmm string) string {
 	return strings.Join(parts, " ")
 }
 
-// vmmArgs is the vmm command line of a boot.
-func (r *runner) vmmArgs(k results.KernelSpec) []string {
+// vmmArgs is the vmm command line of a boot by vmm (results.VMM: over
+// MMIO, results.VMMPCI: over PCI).
+func (r *runner) vmmArgs(k results.KernelSpec, vmm string) []string {
+	transport := "mmio"
+	if vmm == results.VMMPCI {
+		transport = "pci"
+	}
 	args := []string{r.cfg.VMM, "run",
-		"--kernel", k.BzImage, "--initrd", r.cfg.Initrd, "--cmdline", r.cmdline(k, results.VMM),
+		"--kernel", k.BzImage, "--initrd", r.cfg.Initrd, "--cmdline", r.cmdline(k, vmm),
 		"--cpus", strconv.Itoa(r.cfg.CPUs), "--memory", fmt.Sprintf("%dM", r.cfg.MemoryMiB),
-		"--console", "stdio", "--stats"}
+		"--console", "stdio", "--stats", "--transport", transport}
 	if r.cfg.Disk != "" {
 		args = append(args, "--disk", r.cfg.Disk)
 	}

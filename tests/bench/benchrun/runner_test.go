@@ -25,12 +25,17 @@ func testRunner(withNet bool) *runner {
 func TestVMMArgs(t *testing.T) {
 	r := testRunner(true)
 	k := results.KernelSpec{Name: "debian", BzImage: "/bz", Cmdline: "console=ttyS0", IO: true}
-	args := strings.Join(r.vmmArgs(k), " ")
+	args := strings.Join(r.vmmArgs(k, results.VMM), " ")
 	assert.Contains(t, args, "/vmm run --kernel /bz --initrd /initrd --cmdline console=ttyS0 bench.idle=2 bench.io=1 bench.ioseconds=1.5 bench.ip=10.0.1.2 bench.host=10.0.1.1 bench.port=5201 bench.bytes=1048576")
-	assert.Contains(t, args, "--cpus 2 --memory 256M --console stdio --stats --disk /disk.img --net tap=tapv")
+	assert.Contains(t, args, "--cpus 2 --memory 256M --console stdio --stats --transport mmio --disk /disk.img --net tap=tapv")
+
+	// vmm over PCI: the same devices, vmm's TAP and addresses.
+	args = strings.Join(r.vmmArgs(k, results.VMMPCI), " ")
+	assert.Contains(t, args, "bench.ip=10.0.1.2 bench.host=10.0.1.1")
+	assert.Contains(t, args, "--stats --transport pci --disk /disk.img --net tap=tapv")
 
 	r.netOff = true
-	args = strings.Join(r.vmmArgs(k), " ")
+	args = strings.Join(r.vmmArgs(k, results.VMM), " ")
 	assert.NotContains(t, args, "--net")
 	assert.NotContains(t, args, "bench.ip=")
 }

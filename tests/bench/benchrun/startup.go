@@ -13,7 +13,7 @@ import (
 // caller closes.
 func (r *runner) command(k results.KernelSpec, vmm string) ([]string, *port80Listener, error) {
 	if vmm != results.QEMU {
-		return r.vmmArgs(k), nil, nil
+		return r.vmmArgs(k, vmm), nil, nil
 	}
 	port80, err := listenPort80(r.scratch("p80.sock"))
 	if err != nil {

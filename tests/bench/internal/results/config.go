@@ -32,6 +32,9 @@ type Config struct {
 	BootTimeoutSeconds float64 `json:"boot_timeout_seconds"`
 	// Work is a scratch directory (sockets, logs).
 	Work string `json:"work"`
+	// PCI boots vmm over --transport pci too (VMMPCI), besides the
+	// MMIO boots both VMMs make.
+	PCI bool `json:"pci,omitempty"`
 	// ShowGuestConsole copies every guest console line to level 1's
 	// console (debugging; it slows the runs).
 	ShowGuestConsole bool `json:"show_guest_console,omitempty"`

@@ -212,6 +212,27 @@ func TestSummarize(t *testing.T) {
 	assert.Contains(t, out.String(), "0.67 (lower is better)")
 }
 
+func TestSummarizePCI(t *testing.T) {
+	rows := Summarize([]*Sample{
+		sample(VMM, KindBoot, map[string]float64{BootConsole: 100}),
+		sample(VMMPCI, KindBoot, map[string]float64{BootConsole: 150}),
+		sample(QEMU, KindBoot, map[string]float64{BootConsole: 200}),
+	})
+	require.Len(t, rows, 1)
+	assert.Equal(t, 150.0, rows[0].VMMPCI.Median)
+	assert.InDelta(t, 1.5, rows[0].PCIRatio, 1e-9)
+	assert.InDelta(t, 0.5, rows[0].Ratio, 1e-9)
+	var out bytes.Buffer
+	require.NoError(t, WriteTable(&out, rows))
+	assert.Contains(t, out.String(), "PCI/MMIO")
+	assert.Contains(t, out.String(), "1.50 (lower is better)")
+
+	// Without PCI samples the table keeps its two VMM columns.
+	out.Reset()
+	require.NoError(t, WriteTable(&out, Summarize([]*Sample{sample(VMM, KindBoot, map[string]float64{BootConsole: 100})})))
+	assert.NotContains(t, out.String(), "PCI")
+}
+
 func TestSummarizeMissingVMM(t *testing.T) {
 	rows := Summarize([]*Sample{sample(QEMU, KindBoot, map[string]float64{NetG2H: 900})})
 	require.Len(t, rows, 1)

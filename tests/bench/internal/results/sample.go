@@ -17,8 +17,13 @@ const LinePrefix = "@@BENCH-SAMPLE "
 
 // The VMMs compared.
 const (
+	// VMM is vmm with --transport mmio, the device model QEMU's microvm
+	// has too.
 	VMM  = "vmm"
 	QEMU = "qemu"
+	// VMMPCI is vmm with --transport pci: the same devices as virtio-pci
+	// functions with MSI-X, for the transport comparison.
+	VMMPCI = "vmm-pci"
 )
 
 // Kinds of runs.

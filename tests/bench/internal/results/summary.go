@@ -26,8 +26,13 @@ type Row struct {
 	Unit   string `json:"unit"`
 	VMM    *Stat  `json:"vmm,omitempty"`
 	QEMU   *Stat  `json:"qemu,omitempty"`
+	// VMMPCI is vmm over --transport pci.
+	VMMPCI *Stat `json:"vmm_pci,omitempty"`
 	// Ratio is vmm's median over QEMU's; 0 when either is missing.
-	Ratio        float64 `json:"ratio,omitempty"`
+	Ratio float64 `json:"ratio,omitempty"`
+	// PCIRatio is vmm-pci's median over vmm's (MMIO); 0 when either is
+	// missing.
+	PCIRatio     float64 `json:"pci_ratio,omitempty"`
 	HigherBetter bool    `json:"higher_better"`
 }
 
@@ -65,9 +70,12 @@ func Summarize(samples []*Sample) []Row {
 				continue
 			}
 			row := Row{Where: k.where, Kernel: k.kernel, Metric: m.Name, Title: m.Title, Unit: m.Unit,
-				VMM: stat(byVMM[VMM]), QEMU: stat(byVMM[QEMU]), HigherBetter: m.HigherBetter}
+				VMM: stat(byVMM[VMM]), QEMU: stat(byVMM[QEMU]), VMMPCI: stat(byVMM[VMMPCI]), HigherBetter: m.HigherBetter}
 			if row.VMM != nil && row.QEMU != nil && row.QEMU.Median != 0 {
 				row.Ratio = row.VMM.Median / row.QEMU.Median
+			}
+			if row.VMM != nil && row.VMMPCI != nil && row.VMM.Median != 0 {
+				row.PCIRatio = row.VMMPCI.Median / row.VMM.Median
 			}
 			rows = append(rows, row)
 			if m.Name == StartupSelf {
@@ -86,23 +94,29 @@ func Summarize(samples []*Sample) []Row {
 func derivedGuestBoot(where, kernel string, m map[string]map[string][]float64) (Row, bool) {
 	row := Row{Where: where, Kernel: kernel, Metric: BootAfterStartup,
 		Title: "boot: first KVM_RUN -> init line (median boot - median own start-up)", Unit: "ms"}
-	for _, v := range []string{VMM, QEMU} {
+	for _, v := range []string{VMM, QEMU, VMMPCI} {
 		boot, start := stat(m[BootConsole][v]), stat(m[StartupSelf][v])
 		if boot == nil || start == nil {
 			continue
 		}
 		d := &Stat{N: 0, Median: boot.Median - start.Median}
-		if v == VMM {
+		switch v {
+		case VMM:
 			row.VMM = d
-		} else {
+		case QEMU:
 			row.QEMU = d
+		default:
+			row.VMMPCI = d
 		}
 	}
-	if row.VMM == nil && row.QEMU == nil {
+	if row.VMM == nil && row.QEMU == nil && row.VMMPCI == nil {
 		return Row{}, false
 	}
 	if row.VMM != nil && row.QEMU != nil && row.QEMU.Median != 0 {
 		row.Ratio = row.VMM.Median / row.QEMU.Median
+	}
+	if row.VMM != nil && row.VMMPCI != nil && row.VMM.Median != 0 {
+		row.PCIRatio = row.VMMPCI.Median / row.VMM.Median
 	}
 	return row, true
 }
@@ -121,22 +135,38 @@ func stat(vs []float64) *Stat {
 }
 
 // WriteTable prints the rows as an aligned text table: median [min-max]
-// (n) per VMM and the vmm/QEMU ratio of medians.
+// (n) per VMM and the vmm/QEMU ratio of medians; with PCI boots in the
+// samples, also vmm over PCI and its ratio to vmm over MMIO.
 func WriteTable(w io.Writer, rows []Row) error {
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "where\tkernel\tmetric\tunit\tvmm median [min-max] (n)\tQEMU median [min-max] (n)\tvmm/QEMU")
+	pci := false
 	for _, r := range rows {
-		ratio := "-"
-		if r.Ratio != 0 {
-			better := "lower is better"
-			if r.HigherBetter {
-				better = "higher is better"
-			}
-			ratio = fmt.Sprintf("%.2f (%s)", r.Ratio, better)
+		pci = pci || r.VMMPCI != nil
+	}
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	head := "where\tkernel\tmetric\tunit\tvmm median [min-max] (n)\tQEMU median [min-max] (n)\tvmm/QEMU"
+	if pci {
+		head += "\tvmm PCI median [min-max] (n)\tPCI/MMIO"
+	}
+	fmt.Fprintln(tw, head)
+	for _, r := range rows {
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", r.Where, r.Kernel, r.Title, r.Unit, formatStat(r.VMM), formatStat(r.QEMU), ratioText(r.Ratio, r.HigherBetter))
+		if pci {
+			line += fmt.Sprintf("\t%s\t%s", formatStat(r.VMMPCI), ratioText(r.PCIRatio, r.HigherBetter))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Where, r.Kernel, r.Title, r.Unit, formatStat(r.VMM), formatStat(r.QEMU), ratio)
+		fmt.Fprintln(tw, line)
 	}
 	return tw.Flush()
+}
+
+func ratioText(ratio float64, higherBetter bool) string {
+	if ratio == 0 {
+		return "-"
+	}
+	better := "lower is better"
+	if higherBetter {
+		better = "higher is better"
+	}
+	return fmt.Sprintf("%.2f (%s)", ratio, better)
 }
 
 func formatStat(s *Stat) string {

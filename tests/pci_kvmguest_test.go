@@ -1,0 +1,192 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmm-dev/vmm/tests/guestkernel"
+	"github.com/vmm-dev/vmm/tests/sandbox"
+)
+
+// The kernel kernel developers build, over PCI: `make tinyconfig
+// kvm_guest.config` of linux-source-6.1 plus tests/guest/kernel/
+// kvmguest.config (initramfs, ext4, the kernel log; never VIRTIO_MMIO),
+// built once into the artifact cache by `make prepare` or, failing
+// that, here. Everything is built in: the guest loads no module.
+//
+//   - kvmguest-pci: the guest lists the PCI functions as lspci does (from
+//     sysfs: Debian's busybox has no lspci applet), mounts the ext4 image
+//     from /dev/vda read-write, checks the host-written file, writes a
+//     file of its own that level 1 then finds in the image, and downloads
+//     16 MiB from busybox httpd in level 1 through the TAP; both sides'
+//     MD5s are compared. dmesg has no PCI or ACPI complaint.
+//   - kvmguest-mmio: the same kernel and disk over --transport mmio finds
+//     no disk, since the kernel has no virtio-mmio driver: the transport
+//     choice is what gives such a kernel its devices.
+//
+// The 172.30.3.0/24 addresses live only on a TAP link inside level 1.
+
+// kvmGuestWrote starts the line the guest writes into /mnt/guest.txt,
+// followed by the SHA-256 it computed of the host's file.
+const kvmGuestWrote = "vmm-kvmguest-pci-wrote"
+
+const kvmGuestPCI = `
+echo "@@GUEST modules=$([ -e /proc/modules ] && echo 1 || echo 0)"
+ids=
+for d in /sys/bus/pci/devices/*; do
+	v=$(cat "$d/vendor"); dev=$(cat "$d/device"); c=$(cat "$d/class")
+	echo "lspci| ${d##*/} Class ${c#0x}: ${v#0x}:${dev#0x}"
+	ids="$ids${v#0x}:${dev#0x},"
+done
+echo "@@GUEST pci_ids=$ids"
+echo "@@GUEST msix_irqs=$(grep -c 'PCI-MSI' /proc/interrupts)"
+if [ -b /dev/vda ]; then echo "@@GUEST vda=1"; else echo "@@GUEST vda=0"; fi
+if mount -t ext4 /dev/vda /mnt; then
+	want=$(cat /mnt/hello.sha256)
+	got=$(sha256sum /mnt/hello.bin | cut -d' ' -f1)
+	echo "@@GUEST host_file_ok=$([ "$want" = "$got" ] && echo 1 || echo 0) host_file_sha=$got"
+	echo "` + kvmGuestWrote + ` $got" > /mnt/guest.txt
+	sync
+	umount /mnt && echo "@@GUEST umount=ok"
+else
+	echo "@@GUEST host_file_ok=0"
+fi
+if [ -e /sys/class/net/eth0 ]; then
+	ip addr add 172.30.3.2/24 dev eth0
+	ip link set eth0 up
+	if wget -q -O /tmp/blob http://172.30.3.1:8080/blob; then
+		echo "@@GUEST blob_md5=$(md5sum /tmp/blob | cut -d' ' -f1) blob_bytes=$(wc -c < /tmp/blob)"
+	else
+		echo "@@GUEST blob_md5=wget-failed"
+	fi
+	rm -f /tmp/blob
+else
+	echo "@@GUEST blob_md5=no-eth0"
+fi
+` + pciDmesgBad
+
+const kvmGuestMMIO = `
+if [ -b /dev/vda ]; then echo "@@GUEST vda=1"; else echo "@@GUEST vda=0"; fi
+`
+
+// kvmGuestBlobBytes is the download: 16 MiB.
+const kvmGuestBlobBytes = 16 << 20
+
+func kvmGuestRun(step, script string, extra ...string) string {
+	args := []string{"run_vmm", step, "run",
+		"--kernel", `"$DATA/kvmguest-bzImage"`,
+		"--initrd", `"$GUEST_INITRD"`,
+		"--cmdline", `"` + guestCmdline + " vmmtest=" + script + `"`}
+	return strings.Join(append(args, extra...), " ")
+}
+
+var kvmGuestGroup = &group{
+	name:        "pci-kvmguest",
+	timeout:     8 * time.Minute,
+	stepTimeout: 180 * time.Second,
+	guestScripts: map[string]string{
+		"kvmguestpci":  kvmGuestPCI,
+		"kvmguestmmio": kvmGuestMMIO,
+	},
+	script: `
+tunctl -t tapk > /dev/null
+ip addr add 172.30.3.1/24 dev tapk
+ip link set tapk up
+mkdir -p "$WORK/www"
+head -c ` + fmt.Sprint(kvmGuestBlobBytes) + ` /dev/urandom > "$WORK/www/blob"
+httpd -f -p 172.30.3.1:8080 -h "$WORK/www" &
+httpd_pid=$!
+` + kvmGuestRun("kvmguest-pci", "kvmguestpci", "--transport", "pci", "--disk", `"$DATA/disk.img"`, "--net", "tap=tapk") + `
+kill $httpd_pid
+metric kvmguest-pci l1_blob_md5=$(md5sum < "$WORK/www/blob" | cut -d' ' -f1)
+metric kvmguest-pci l1_guest_file=$(grep -a -o '` + kvmGuestWrote + ` [0-9a-f]*' "$DATA/disk.img" | head -n 1 | cut -d' ' -f2)
+` + kvmGuestRun("kvmguest-mmio", "kvmguestmmio", "--transport", "mmio", "--disk", `"$DATA/disk.img,ro"`) + `
+tunctl -d tapk > /dev/null
+`,
+}
+
+// kvmGuestKernel returns the kvm_guest kernel, building it (once, 10 to
+// 35 minutes) when `make prepare` has not.
+var kvmGuestKernel = sync.OnceValues(func() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	repo, err := sandbox.RepoRoot(ctx)
+	if err != nil {
+		return "", err
+	}
+	cache, err := sandbox.CacheDir()
+	if err != nil {
+		return "", err
+	}
+	return guestkernel.Path(ctx, repo, cache, guestkernel.KVMGuest, true, os.Stderr)
+})
+
+// kvmGuestFiles are the group's files, made once: the kernel and a fresh
+// ext4 image of the group's own, since the guest writes to it.
+var kvmGuestFiles = sync.OnceValues(func() ([]sandbox.File, error) {
+	bz, err := kvmGuestKernel()
+	if err != nil {
+		return nil, err
+	}
+	img, err := makeExt4Image()
+	if err != nil {
+		return nil, err
+	}
+	return []sandbox.File{{Name: "disk.img", HostPath: img}, {Name: "kvmguest-bzImage", HostPath: bz}}, nil
+})
+
+func kvmGuestGroupFor(t *testing.T) *group {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end scenario: skipped with -short")
+	}
+	files, err := kvmGuestFiles()
+	require.NoError(t, err)
+	kvmGuestGroup.files = files
+	return kvmGuestGroup
+}
+
+// hostFileSHA reads hello.sha256 out of the ext4 image on this machine.
+func hostFileSHA(t *testing.T, img string) string {
+	t.Helper()
+	out, err := exec.Command("debugfs", "-R", "cat /hello.sha256", img).Output()
+	require.NoError(t, err, "debugfs %s", img)
+	return strings.TrimSpace(string(out))
+}
+
+func TestPCIKVMGuestKernel(t *testing.T) {
+	g := kvmGuestGroupFor(t)
+	s := g.step(t, "kvmguest-pci")
+	requireCleanExit(t, s, "vmm guest: poweroff -f")
+	d := s.Describe()
+	want := hostFileSHA(t, g.files[0].HostPath)
+	assert.Equal(t, "0", s.Values["modules"], "the kernel is all built in\n%s", d)
+	// lspci: the host bridge, then virtio-blk (0x1040 + 2) and
+	// virtio-net (0x1040 + 1), virtio 1.2 §4.1.2.1.
+	assert.Equal(t, "1b36:0008,1af4:1042,1af4:1041,", s.Values["pci_ids"], d)
+	assert.NotEqual(t, "0", s.Values["msix_irqs"], "interrupts come through MSI-X\n%s", d)
+	assert.Equal(t, "1", s.Values["vda"], d)
+	assert.Equal(t, "1", s.Values["host_file_ok"], "the host's file read from /dev/vda\n%s", d)
+	assert.Equal(t, want, s.Values["host_file_sha"], d)
+	assert.Equal(t, "ok", s.Values["umount"], d)
+	assert.Equal(t, want, s.Values["l1_guest_file"], "level 1 finds the guest's file in the image\n%s", d)
+	assert.Equal(t, fmt.Sprint(kvmGuestBlobBytes), s.Values["blob_bytes"], d)
+	assert.Equal(t, s.Values["l1_blob_md5"], s.Values["blob_md5"], "16 MiB over TCP\n%s", d)
+	assert.Len(t, s.Values["blob_md5"], 32, d)
+	assert.Equal(t, "0", s.Values["dmesg_bad"], "PCI/ACPI complaints in dmesg\n%s", d)
+}
+
+func TestPCIKVMGuestKernelHasNoMMIODisk(t *testing.T) {
+	s := kvmGuestGroupFor(t).step(t, "kvmguest-mmio")
+	requireCleanExit(t, s, "vmm guest: poweroff -f")
+	assert.Equal(t, "0", s.Values["vda"], "a kernel without CONFIG_VIRTIO_MMIO sees no disk over --transport mmio\n%s", s.Describe())
+}
