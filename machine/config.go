@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmm-dev/vmm/devices/ratelimit"
+	vconsole "github.com/vmm-dev/vmm/devices/virtio/console"
 	"github.com/vmm-dev/vmm/memory"
 )
 
@@ -130,6 +131,12 @@ type Config struct {
 	// Shares are host directories the guest mounts by tag, over virtio-fs
 	// or virtio-9p or both.
 	Shares []Share
+	// ConsolePorts, when set, add a virtio-console device with these
+	// named ports (multiport), after the other virtio devices: `vmm run
+	// -- CMD` carries the command's stdin, stdout, stderr and status on
+	// them.
+	ConsolePorts []vconsole.Port
+
 	NoACPI bool // describe the machine with an MP table instead of ACPI
 	// Transport carries the virtio devices; "" is DefaultTransport.
 	Transport Transport
@@ -239,6 +246,9 @@ func (c Config) virtioDevices() int {
 		n++
 	}
 	if c.Balloon != nil {
+		n++
+	}
+	if len(c.ConsolePorts) > 0 {
 		n++
 	}
 	return n

@@ -9,6 +9,7 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
+	vconsole "github.com/vmm-dev/vmm/devices/virtio/console"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
 	"github.com/vmm-dev/vmm/devices/virtio/vsock"
@@ -70,6 +71,14 @@ func (m *Machine) buildVirtioDevices() ([]virtioDevice, error) {
 			DeflateOnOOM: bc.DeflateOnOOM, StatsInterval: bc.StatsInterval})
 		m.balloonIndex = len(devs)
 		devs = append(devs, virtioDevice{"virtio-balloon", m.balloon})
+	}
+	if len(m.cfg.ConsolePorts) > 0 {
+		dev, err := vconsole.New(m.cfg.ConsolePorts)
+		if err != nil {
+			return nil, fmt.Errorf("virtio-console: %w", err)
+		}
+		m.vconsole = dev
+		devs = append(devs, virtioDevice{"virtio-console", dev})
 	}
 	return devs, nil
 }
@@ -241,3 +250,7 @@ func (m *Machine) SetBalloonStatsInterval(d time.Duration) error {
 	}
 	return m.balloon.SetStatsInterval(d)
 }
+
+// VirtioConsole returns the virtio-console device; nil without
+// Config.ConsolePorts.
+func (m *Machine) VirtioConsole() *vconsole.Console { return m.vconsole }
