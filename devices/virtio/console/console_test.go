@@ -289,3 +289,29 @@ func FuzzControlQueue(f *testing.F) {
 		require.Equal(t, "ok", out.String())
 	})
 }
+
+// An output-only port stays open for the host side when the guest opens
+// it: Linux blocks writes to a port whose host side is closed.
+func TestOutputPortStaysHostOpen(t *testing.T) {
+	out := &syncBuffer{}
+	g := newGuest(t, []console.Port{{Name: "out", Output: out}})
+	g.handshake(1)
+	g.ctrl(0, console.EventPortOpen, 1)
+	time.Sleep(20 * time.Millisecond)
+	_, ok, err := g.drv.Queue(ctrlRX).PopUsed()
+	require.NoError(t, err)
+	assert.False(t, ok, "no PORT_OPEN 0 for a port without input")
+}
+
+// Bytes the guest queued before a reset still reach the host.
+func TestResetDeliversQueuedOutput(t *testing.T) {
+	out := &syncBuffer{}
+	g := newGuest(t, []console.Port{{Name: "out", Output: out}})
+	g.handshake(1)
+	a := g.alloc(4)
+	require.NoError(t, g.drv.Mem.WriteAt([]byte("last"), a))
+	_, err := g.drv.Queue(1).Add([]virtiotest.Buf{{Addr: a, Len: 4}})
+	require.NoError(t, err) // published without a kick
+	g.dev.Reset()
+	assert.Equal(t, "last", out.String())
+}

@@ -77,7 +77,15 @@ func (s *session) loop(q int, f func()) {
 	}()
 }
 
+// stop ends the session. What the guest had already queued for the
+// host goes out first, at most a queue's worth per port: a driver that
+// resets the device on its way to power-off (Linux does from 6.12, in
+// virtio_dev_shutdown) has handed those bytes over, and a command's
+// last output must not be lost to it.
 func (s *session) stop() {
+	for _, p := range s.c.ports {
+		s.drainTXAtMost(p, QueueSize)
+	}
 	s.stopped.Store(true)
 	close(s.done)
 	for _, k := range s.act.Kicks {
@@ -98,12 +106,15 @@ func (s *session) fail(err error) {
 }
 
 // drainTX writes what the guest queued on p's transmitq to p.Output.
-func (s *session) drainTX(p *port) {
+func (s *session) drainTX(p *port) { s.drainTXAtMost(p, -1) }
+
+// drainTXAtMost is drainTX for at most limit chains (-1: no limit).
+func (s *session) drainTXAtMost(p *port, limit int) {
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
 	q := s.act.Queues[txQueue(p.id)]
 	var ch virtio.Chain
-	s.drain(q, &ch, func(ch *virtio.Chain) {
+	s.drain(q, &ch, limit, func(ch *virtio.Chain) {
 		if p.Output == nil {
 			return
 		}
@@ -127,7 +138,7 @@ func (s *session) drainControl() {
 	q := s.act.Queues[ctrlTX]
 	var ch virtio.Chain
 	var msg []byte
-	s.drain(q, &ch, func(ch *virtio.Chain) {
+	s.drain(q, &ch, -1, func(ch *virtio.Chain) {
 		// A message may span buffers; copy it out first so the guest
 		// cannot change it under the decoder. Only the header matters.
 		msg = msg[:0]
@@ -144,8 +155,8 @@ func (s *session) drainControl() {
 // drain pops every chain of a device-readable queue, hands it to use and
 // returns it with used length 0 (§5.3.6.1: the device writes nothing to
 // transmit buffers).
-func (s *session) drain(q *virtio.Queue, ch *virtio.Chain, use func(*virtio.Chain)) {
-	for !s.stopped.Load() {
+func (s *session) drain(q *virtio.Queue, ch *virtio.Chain, limit int, use func(*virtio.Chain)) {
+	for ; limit != 0 && !s.stopped.Load(); limit-- {
 		ok, err := q.Pop(ch)
 		if err != nil {
 			s.fail(err)
@@ -261,7 +272,7 @@ func (s *session) fillPort(p *port, ch *virtio.Chain) {
 		default:
 		}
 	}
-	if p.guestOpen && len(p.pending) == 0 && p.inputEOF && !p.eofSent {
+	if p.Input != nil && p.guestOpen && len(p.pending) == 0 && p.inputEOF && !p.eofSent {
 		// Linux reads end-of-file from a port whose host side is closed
 		// once its buffered data is consumed (virtio_console.c,
 		// port_fops_read).
