@@ -26,8 +26,9 @@ const (
 
 // File modes (the st_mode type bits).
 const (
-	ModeDir  = 0o040000
-	ModeFile = 0o100000
+	ModeDir     = 0o040000
+	ModeFile    = 0o100000
+	ModeCharDev = 0o020000
 )
 
 // ErrName: an entry name that cannot be in an archive.
@@ -40,6 +41,7 @@ type Writer struct {
 	off    int64
 	err    error
 	closed bool
+	rdev   [2]uint32 // major, minor of the entry being written
 }
 
 // NewWriter returns a Writer on w.
@@ -53,6 +55,16 @@ func (cw *Writer) Dir(name string, perm uint32) error {
 // File adds a regular file with data.
 func (cw *Writer) File(name string, perm uint32, data []byte) error {
 	return cw.entry(name, ModeFile|perm&0o7777, data)
+}
+
+// CharDev adds a character device node. The kernel opens /dev/console
+// of the initramfs for init's stdin, stdout and stderr before devtmpfs
+// is mounted (init/main.c, console_on_rootfs), so an archive for an init
+// needs that node.
+func (cw *Writer) CharDev(name string, perm, major, minor uint32) error {
+	cw.rdev = [2]uint32{major, minor}
+	defer func() { cw.rdev = [2]uint32{} }()
+	return cw.entry(name, ModeCharDev|perm&0o7777, nil)
 }
 
 // Close writes the trailer; the archive is complete after it.
@@ -95,7 +107,7 @@ func (cw *Writer) header(name string, mode, nlink, size uint32) {
 		ino = 0
 	}
 	h := fmt.Sprintf("%s%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
-		newcMagic, ino, mode, 0, 0, nlink, 0, size, 0, 0, 0, 0, len(name)+1, 0)
+		newcMagic, ino, mode, 0, 0, nlink, 0, size, 0, 0, cw.rdev[0], cw.rdev[1], len(name)+1, 0)
 	cw.write([]byte(h))
 	cw.write(append([]byte(name), 0))
 	cw.pad()

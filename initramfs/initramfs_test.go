@@ -26,6 +26,9 @@ func readNewc(t *testing.T, b []byte) (names []string, modes map[string]uint32, 
 	for {
 		require.Equal(t, "070701", string(b[off:off+6]), "magic at %d", off)
 		mode, size, nameSize := field(1), field(6), field(11)
+		if mode&ModeCharDev != 0 && mode&ModeFile == 0 {
+			require.Equal(t, [2]int{5, 1}, [2]int{field(9), field(10)}, "rdev major, minor")
+		}
 		name := string(b[off+110 : off+110+nameSize-1])
 		require.Zero(t, b[off+110+nameSize-1], "name is NUL-terminated")
 		off = (off + 110 + nameSize + 3) &^ 3
@@ -47,13 +50,15 @@ func TestCpioNewc(t *testing.T) {
 	require.NoError(t, w.File("/init", 0o755, []byte("#!elf")))
 	require.NoError(t, w.File("lib/a.ko", 0o644, bytes.Repeat([]byte{0, 1, 2}, 1001)))
 	require.NoError(t, w.File("empty", 0o600, nil))
+	require.NoError(t, w.CharDev("console", 0o600, 5, 1))
 	assert.ErrorIs(t, w.File("", 0o644, nil), ErrName)
 	assert.ErrorIs(t, w.File("TRAILER!!!", 0o644, nil), ErrName)
 	require.NoError(t, w.Close())
 	assert.Error(t, w.File("late", 0o644, nil))
 
 	names, modes, data := readNewc(t, buf.Bytes())
-	assert.Equal(t, []string{"lib", "init", "lib/a.ko", "empty"}, names)
+	assert.Equal(t, []string{"lib", "init", "lib/a.ko", "empty", "console"}, names)
+	assert.Equal(t, uint32(ModeCharDev|0o600), modes["console"])
 	assert.Equal(t, uint32(ModeDir|0o755), modes["lib"])
 	assert.Equal(t, uint32(ModeFile|0o755), modes["init"])
 	assert.Equal(t, []byte("#!elf"), data["init"])
@@ -66,7 +71,7 @@ func TestCpioNewc(t *testing.T) {
 		cmd.Stdin = bytes.NewReader(buf.Bytes())
 		out, err := cmd.Output()
 		require.NoError(t, err)
-		assert.Equal(t, "lib\ninit\nlib/a.ko\nempty\n", string(out))
+		assert.Equal(t, "lib\ninit\nlib/a.ko\nempty\nconsole\n", string(out))
 	}
 }
 

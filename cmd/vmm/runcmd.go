@@ -225,6 +225,16 @@ func initramfsArchive(self []byte, gc guestinit.Config, mods []initramfs.Module,
 			return nil, err
 		}
 	}
+	// The kernel gives init /dev/console as stdin, stdout and stderr
+	// before anything is mounted; without the node those descriptors are
+	// closed and Go's runtime, which then opens /dev/null for them,
+	// aborts.
+	if err := w.CharDev("dev/console", 0o600, 5, 1); err != nil {
+		return nil, err
+	}
+	if err := w.CharDev("dev/null", 0o666, 1, 3); err != nil {
+		return nil, err
+	}
 	if err := w.File("init", 0o755, self); err != nil {
 		return nil, err
 	}
