@@ -207,6 +207,13 @@ func (c Config) validate(maxCPUs int) error {
 	default:
 		errs = append(errs, fmt.Errorf("unknown virtio transport %q (mmio or pci)", c.Transport))
 	}
+	tags := map[string]bool{}
+	for _, sh := range c.Shares {
+		if sh.Tag == "" || len(sh.Tag) > 36 || tags[sh.Tag] {
+			errs = append(errs, fmt.Errorf("share %s: tag %q must be 1 to 36 bytes and unique", sh.HostDir, sh.Tag))
+		}
+		tags[sh.Tag] = true
+	}
 	for _, d := range c.Disks {
 		if err := d.RateLimit.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("disk %s: %w", d.Path, err))
@@ -241,5 +248,29 @@ func (c Config) virtioDevices() int {
 	if c.Balloon != nil {
 		n++
 	}
+	for _, sh := range c.Shares {
+		n += len(sh.protocols())
+	}
 	return n
+}
+
+// shareProtocol is one device a Share becomes.
+type shareProtocol string
+
+const (
+	protoVirtioFS shareProtocol = "virtio-fs"
+	protoP9       shareProtocol = "virtio-9p"
+)
+
+// protocols lists the devices a share is offered through, virtio-fs
+// first; neither flag set means every protocol vmm serves.
+func (s Share) protocols() []shareProtocol {
+	var p []shareProtocol
+	if s.VirtioFS || !s.P9 {
+		p = append(p, protoVirtioFS)
+	}
+	if s.P9 {
+		p = append(p, protoP9)
+	}
+	return p
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
+	"github.com/vmm-dev/vmm/devices/virtio/fs"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
 	"github.com/vmm-dev/vmm/devices/virtio/vsock"
@@ -71,8 +72,37 @@ func (m *Machine) buildVirtioDevices() ([]virtioDevice, error) {
 		m.balloonIndex = len(devs)
 		devs = append(devs, virtioDevice{"virtio-balloon", m.balloon})
 	}
+	for _, sh := range m.cfg.Shares {
+		d, err := m.shareDevices(sh)
+		if err != nil {
+			return nil, err
+		}
+		devs = append(devs, d...)
+	}
 	return devs, nil
 }
+
+// shareDevices makes the devices that offer one shared directory.
+func (m *Machine) shareDevices(sh Share) ([]virtioDevice, error) {
+	var devs []virtioDevice
+	for _, p := range sh.protocols() {
+		switch p {
+		case protoVirtioFS:
+			dev, err := fs.New(fs.Config{HostDir: sh.HostDir, Tag: sh.Tag, ReadOnly: sh.ReadOnly})
+			if err != nil {
+				return nil, fmt.Errorf("--share %s: %w", sh.HostDir, err)
+			}
+			m.onClose(dev.Close)
+			devs = append(devs, virtioDevice{fmt.Sprintf("virtio-fs %s (%s)", sh.Tag, sh.HostDir), dev})
+		case protoP9:
+			return nil, fmt.Errorf("--share %s: %w", sh.HostDir, errNo9P)
+		}
+	}
+	return devs, nil
+}
+
+// errNo9P: virtio-9p is not served yet.
+var errNo9P = errors.New("virtio-9p is not implemented yet: use proto=fs")
 
 // addVirtioDevices attaches the configured devices as virtio-mmio
 // devices, in buildVirtioDevices' order, and returns where each sits.
