@@ -829,7 +829,9 @@ func (p *passthrough) Fsync(_ <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	return errno(unix.Fsync(h.fd))
 }
 
-func (p *passthrough) FsyncDir(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status { return p.Fsync(c, in) }
+func (p *passthrough) FsyncDir(c <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	return p.Fsync(c, in)
+}
 
 func (p *passthrough) Fallocate(_ <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
 	if p.readOnly {
