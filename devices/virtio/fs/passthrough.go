@@ -10,6 +10,8 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/vmm-dev/vmm/devices/virtio/internal/confine"
 )
 
 // Timeout is how long the guest may cache names and attributes. It is
@@ -170,20 +172,7 @@ func (p *passthrough) dropHandle(fh uint64) {
 	}
 }
 
-// checkName accepts one path component as the guest may name a
-// directory entry: not empty, not . or .., no '/' and no NUL (go-fuse
-// cuts the name at the first NUL; one inside would be a hostile trick).
-func checkName(name string) fuse.Status {
-	switch {
-	case name == "" || name == "." || name == "..":
-		return fuse.EINVAL
-	case len(name) > 255:
-		return fuse.Status(unix.ENAMETOOLONG)
-	case strings.ContainsAny(name, "/\x00"):
-		return fuse.EINVAL
-	}
-	return fuse.OK
-}
+func checkName(name string) fuse.Status { return errno(confine.CheckName(name)) }
 
 func errno(err error) fuse.Status {
 	if err == nil {
@@ -192,42 +181,13 @@ func errno(err error) fuse.Status {
 	return fuse.ToStatus(err)
 }
 
-// procPath names the inode behind an O_PATH descriptor for the calls that
-// need a real open file or a path (open, chmod, utimes, xattrs). The
-// magic link is our own descriptor, never a guest-supplied path; it is
-// used only for regular files and directories, never for symlinks (the
-// link would be followed) nor device nodes.
-func procPath(fd int) string { return fmt.Sprintf("/proc/self/fd/%d", fd) }
+func procPath(fd int) string { return confine.ProcPath(fd) }
 
-// openBeneath opens one name inside the directory dirfd, refusing any
-// symlink and any step outside dirfd (openat2 RESOLVE_BENEATH), on top
-// of checkName's single component.
 func openBeneath(dirfd int, name string, flags int, mode uint32) (int, error) {
-	how := unix.OpenHow{
-		Flags:   uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW),
-		Mode:    uint64(mode),
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	}
-	if flags&unix.O_CREAT == 0 {
-		how.Mode = 0
-	}
-	for {
-		fd, err := unix.Openat2(dirfd, name, &how)
-		if err == unix.EINTR || err == unix.EAGAIN {
-			continue
-		}
-		if err == unix.ENOSYS {
-			// Kernels before 5.6: a single checked component with
-			// O_NOFOLLOW cannot leave dirfd either.
-			return unix.Openat(dirfd, name, flags|unix.O_CLOEXEC|unix.O_NOFOLLOW, mode)
-		}
-		return fd, err
-	}
+	return confine.OpenBeneath(dirfd, name, flags, mode)
 }
 
-func fstat(fd int, st *unix.Stat_t) error {
-	return unix.Fstatat(fd, "", st, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
-}
+func fstat(fd int, st *unix.Stat_t) error { return confine.Fstat(fd, st) }
 
 func fillAttr(a *fuse.Attr, st *unix.Stat_t) {
 	*a = fuse.Attr{
@@ -455,9 +415,7 @@ func (p *passthrough) Mkdir(_ <-chan struct{}, in *fuse.MkdirIn, name string, ou
 // Mknod makes only FIFOs, sockets and regular files: a device node made
 // by the guest would let it open host devices through the share.
 func (p *passthrough) Mknod(_ <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
-	switch in.Mode & unix.S_IFMT {
-	case unix.S_IFIFO, unix.S_IFSOCK, unix.S_IFREG:
-	default:
+	if !confine.MknodAllowed(in.Mode) {
 		return fuse.EPERM
 	}
 	mode := in.Mode&unix.S_IFMT | in.Mode&^in.Umask&07777
@@ -566,31 +524,11 @@ func (p *passthrough) Access(_ <-chan struct{}, in *fuse.AccessIn) fuse.Status {
 	return errno(unix.Faccessat(unix.AT_FDCWD, procPath(n.fd), in.Mask&7, 0))
 }
 
-// openable refuses what the guest must not open on the host: device
-// nodes (host hardware), FIFOs and sockets (an open would block the
-// queue's worker) and symlinks (never followed).
-func openable(n *inode, dir bool) fuse.Status {
-	switch {
-	case dir && n.mode == unix.S_IFDIR, !dir && n.mode == unix.S_IFREG:
-		return fuse.OK
-	case n.mode == unix.S_IFDIR:
-		return fuse.Status(unix.EISDIR)
-	case dir:
-		return fuse.ENOTDIR
-	case n.mode == unix.S_IFLNK:
-		return fuse.Status(unix.ELOOP)
-	}
-	return fuse.Status(unix.ENXIO)
-}
+func openable(n *inode, dir bool) fuse.Status { return errno(confine.Openable(n.mode, dir)) }
 
-// openFlags keeps the flags that make sense on the host and drops those
-// that would change what is opened or how vmm's own I/O behaves.
 func (p *passthrough) openFlags(flags uint32) (int, fuse.Status) {
-	f := int(flags) &^ (unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY | unix.O_DIRECT | unix.O_ASYNC | unix.O_PATH | unix.O_TMPFILE | unix.O_NOFOLLOW)
-	if p.readOnly && (f&unix.O_ACCMODE != unix.O_RDONLY || f&unix.O_TRUNC != 0) {
-		return 0, fuse.EROFS
-	}
-	return f | unix.O_CLOEXEC, fuse.OK
+	f, err := confine.OpenFlags(flags, p.readOnly)
+	return f, errno(err)
 }
 
 func (p *passthrough) Open(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
