@@ -263,13 +263,15 @@ const (
 )
 
 // protocols lists the devices a share is offered through, virtio-fs
-// first; neither flag set means every protocol vmm serves.
+// first; neither flag set means both, and the guest mounts the one its
+// kernel has (the tag is the same on both: their tag spaces are apart).
 func (s Share) protocols() []shareProtocol {
+	both := !s.VirtioFS && !s.P9
 	var p []shareProtocol
-	if s.VirtioFS || !s.P9 {
+	if s.VirtioFS || both {
 		p = append(p, protoVirtioFS)
 	}
-	if s.P9 {
+	if s.P9 || both {
 		p = append(p, protoP9)
 	}
 	return p

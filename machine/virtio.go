@@ -11,6 +11,7 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	"github.com/vmm-dev/vmm/devices/virtio/fs"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
+	"github.com/vmm-dev/vmm/devices/virtio/p9"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
 	"github.com/vmm-dev/vmm/devices/virtio/vsock"
 	"github.com/vmm-dev/vmm/kvm"
@@ -95,14 +96,16 @@ func (m *Machine) shareDevices(sh Share) ([]virtioDevice, error) {
 			m.onClose(dev.Close)
 			devs = append(devs, virtioDevice{fmt.Sprintf("virtio-fs %s (%s)", sh.Tag, sh.HostDir), dev})
 		case protoP9:
-			return nil, fmt.Errorf("--share %s: %w", sh.HostDir, errNo9P)
+			dev, err := p9.New(p9.Config{HostDir: sh.HostDir, Tag: sh.Tag, ReadOnly: sh.ReadOnly})
+			if err != nil {
+				return nil, fmt.Errorf("--share %s: %w", sh.HostDir, err)
+			}
+			m.onClose(dev.Close)
+			devs = append(devs, virtioDevice{fmt.Sprintf("virtio-9p %s (%s)", sh.Tag, sh.HostDir), dev})
 		}
 	}
 	return devs, nil
 }
-
-// errNo9P: virtio-9p is not served yet.
-var errNo9P = errors.New("virtio-9p is not implemented yet: use proto=fs")
 
 // addVirtioDevices attaches the configured devices as virtio-mmio
 // devices, in buildVirtioDevices' order, and returns where each sits.
