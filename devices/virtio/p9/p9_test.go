@@ -518,3 +518,42 @@ func TestHostileMessages(t *testing.T) {
 	resp = r.roundtrip(t, twalk(31, 0, 32))
 	assert.Equal(t, byte(111), resp[4], "the session still answers (Rwalk)")
 }
+
+// BenchmarkRead256MiB reads a 256 MiB host file through the device with
+// p9's client, in reads as large as the negotiated msize allows.
+func BenchmarkRead256MiB(b *testing.B) {
+	const size = 256 << 20
+	dir := b.TempDir()
+	f, err := os.Create(filepath.Join(dir, "big"))
+	require.NoError(b, err)
+	chunk := make([]byte, 1<<20)
+	_, _ = rand.Read(chunk)
+	for range size / len(chunk) {
+		_, err := f.Write(chunk)
+		require.NoError(b, err)
+	}
+	require.NoError(b, f.Close())
+	r := newRig(b, Config{HostDir: dir, Tag: "b", ReadOnly: true})
+	conn := newChainConn(b, r)
+	c, err := p9.NewClient(conn, p9.WithMessageSize(MaxMessage))
+	require.NoError(b, err)
+	defer c.Close()
+	rootf, err := c.Attach("/")
+	require.NoError(b, err)
+	_, file, err := rootf.Walk([]string{"big"})
+	require.NoError(b, err)
+	_, _, err = file.Open(p9.ReadOnly)
+	require.NoError(b, err)
+	buf := make([]byte, MaxMessage-4096)
+	b.SetBytes(size)
+	b.ResetTimer()
+	for range b.N {
+		for off := int64(0); off < size; {
+			n, err := file.ReadAt(buf, off)
+			if err != nil || n == 0 {
+				b.Fatalf("read at %d: %v", off, err)
+			}
+			off += int64(n)
+		}
+	}
+}
