@@ -24,11 +24,12 @@ import (
 // package, so vmm orders them from their symbols; the guest kernel judges
 // the order when it loads them.
 //
-// Until the fs branch (virtio-fs, 9p) is merged, Config.Shares makes no
-// device, so these steps use --rootfs initramfs with busybox added as
-// the command's shell; the host-root step (TestRunCommandHostRoot)
-// documents that and skips. The file tests (read a level-1 file, write
-// into the current directory) need the shares: they are not here yet.
+// Most steps use --rootfs initramfs with busybox added as the command's
+// shell, so they test the channels and statuses whatever level 1's own
+// root holds; TestRunCommandHostRoot runs with the default root, level
+// 1's / over virtio-fs with the current directory writable, and reads
+// and writes level-1 files through it (it skips, saying why, on a
+// branch without the share devices).
 
 // runCmdModules are the drivers the guest's init needs from Debian's
 // kernel; the dependencies come with them.

@@ -45,6 +45,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "entropy", Usage: "a virtio-rng device fed by the host's getrandom, `SPEC`: on, or bw=RATE[,iops=N] to rate-limit it"},
 			&cli.StringFlag{Name: "vsock", Usage: "a virtio-vsock device, `cid=N,uds=PATH`: the guest's CID (3 or more) and a host unix socket (it must not exist) on which programs send \"CONNECT <port>\\n\"; guest connections to the host's port P go to PATH_P"},
 			&cli.StringFlag{Name: "balloon", Usage: "a virtio memory balloon of `MIB[,deflate-on-oom][,stats=SECONDS]`: the guest gives MIB of its RAM back to the host (its driver: virtio_balloon)"},
+			&cli.StringSliceFlag{Name: "share", Usage: "a host directory the guest mounts by tag, `HOST[:TAG][,ro][,proto=fs|9p]` (repeatable; TAG defaults to HOST's base name; without proto= both devices are offered): in the guest `mount -t virtiofs TAG /mnt` (driver: virtiofs) or `mount -t 9p -o trans=virtio,version=9p2000.L TAG /mnt` (9p, 9pnet_virtio); nothing outside HOST is reachable, ro refuses writes"},
 			&cli.StringFlag{Name: "on-reboot", Value: "exit", Usage: "what a guest reboot does, `ACTION`: exit (status 0) or restart (boot again)"},
 			&cli.StringFlag{Name: "transport", Value: string(machine.DefaultTransport), Usage: "how virtio devices reach the guest, `KIND`: mmio (virtio-mmio) or pci (virtio-pci with MSI-X; needs ACPI)"},
 			&cli.BoolFlag{Name: "no-acpi", Usage: "describe the machine with an MP table instead of ACPI tables (kernels without ACPI)"},
@@ -115,6 +116,13 @@ func configFromFlags(c *cli.Context) (machine.Config, machine.RebootAction, erro
 			return cfg, 0, err
 		}
 		cfg.Vsock = v
+	}
+	for i, s := range c.StringSlice("share") {
+		sh, err := parseShare(s, i)
+		if err != nil {
+			return cfg, 0, err
+		}
+		cfg.Shares = append(cfg.Shares, sh)
 	}
 	if c.IsSet("balloon") {
 		b, err := parseBalloon(c.String("balloon"))

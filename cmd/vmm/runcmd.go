@@ -429,12 +429,18 @@ func runCommandVM(c *cli.Context) (int, error) {
 			gc.Groups = append(gc.Groups, uint32(g))
 		}
 	}
+	// --share directories appear in the command's guest where they are
+	// on the host, after the root.
+	for _, sh := range cfg.Shares {
+		gc.Mounts = append(gc.Mounts, guestinit.Mount{Tag: sh.Tag, Target: sh.HostDir, ReadOnly: sh.ReadOnly})
+	}
 	switch c.String("rootfs") {
 	case "host":
 		gc.Root = &guestinit.Mount{Tag: guestinit.TagRoot, Target: "/", ReadOnly: true}
 		cfg.Shares = append(cfg.Shares, machine.Share{HostDir: "/", Tag: guestinit.TagRoot, ReadOnly: true})
 		if wd != "/" {
-			gc.Mounts = append(gc.Mounts, guestinit.Mount{Tag: guestinit.TagCwd, Target: wd})
+			// Before the --share mounts, which may lie below it.
+			gc.Mounts = append([]guestinit.Mount{{Tag: guestinit.TagCwd, Target: wd}}, gc.Mounts...)
 			cfg.Shares = append(cfg.Shares, machine.Share{HostDir: wd, Tag: guestinit.TagCwd})
 		}
 	case "initramfs":
