@@ -331,7 +331,9 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// lastLines returns up to n of the last lines.
+// lastLines returns up to n of the last lines. When a kernel panic is
+// among the kept lines, they start a few lines before its banner: its
+// cause comes first, and the backtrace after it would push it out.
 func (t *tailBuffer) lastLines(n int) []string {
 	t.mu.Lock()
 	s := strings.TrimRight(strings.ReplaceAll(string(t.b), "\r", ""), "\n")
@@ -340,6 +342,12 @@ func (t *tailBuffer) lastLines(n int) []string {
 		return nil
 	}
 	lines := strings.Split(s, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "Kernel panic - not syncing") {
+			from := max(0, i-3)
+			return lines[from:min(len(lines), from+n)]
+		}
+	}
 	return lines[max(0, len(lines)-n):]
 }
 

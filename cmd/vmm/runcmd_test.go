@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,6 +94,15 @@ func TestTailBuffer(t *testing.T) {
 	assert.Equal(t, []string{"", "second", "third"}, tb.lastLines(5), "only the last 16 bytes stay")
 	assert.Equal(t, []string{"third"}, tb.lastLines(1))
 	assert.Nil(t, (&tailBuffer{max: 4}).lastLines(3))
+
+	// A panic: its banner and what led to it, not the backtrace's end.
+	p := &tailBuffer{max: 1 << 16}
+	_, _ = p.Write([]byte("boot\na\nb\nsysrq: Trigger a crash\nKernel panic - not syncing: sysrq triggered crash\n"))
+	for i := range 40 {
+		_, _ = fmt.Fprintf(p, "trace %d\n", i)
+	}
+	got := p.lastLines(5)
+	assert.Equal(t, []string{"a", "b", "sysrq: Trigger a crash", "Kernel panic - not syncing: sysrq triggered crash", "trace 0"}, got)
 }
 
 func TestInitramfsArchive(t *testing.T) {
