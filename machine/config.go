@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmm-dev/vmm/devices/ratelimit"
+	vconsole "github.com/vmm-dev/vmm/devices/virtio/console"
 	"github.com/vmm-dev/vmm/memory"
 )
 
@@ -132,6 +133,12 @@ type Config struct {
 	// Shares are host directories the guest mounts by tag, over virtio-fs
 	// or virtio-9p or both.
 	Shares []Share
+	// ConsolePorts, when set, add a virtio-console device with these
+	// named ports (multiport), after the other virtio devices: `vmm run
+	// -- CMD` carries the command's stdin, stdout, stderr and status on
+	// them.
+	ConsolePorts []vconsole.Port
+
 	NoACPI bool // describe the machine with an MP table instead of ACPI
 	// Transport carries the virtio devices; "" is DefaultTransport.
 	Transport Transport
@@ -209,6 +216,13 @@ func (c Config) validate(maxCPUs int) error {
 	default:
 		errs = append(errs, fmt.Errorf("unknown virtio transport %q (mmio or pci)", c.Transport))
 	}
+	tags := map[string]bool{}
+	for _, sh := range c.Shares {
+		if sh.Tag == "" || len(sh.Tag) > 36 || tags[sh.Tag] {
+			errs = append(errs, fmt.Errorf("share %s: tag %q must be 1 to 36 bytes and unique", sh.HostDir, sh.Tag))
+		}
+		tags[sh.Tag] = true
+	}
 	for _, d := range c.Disks {
 		if err := d.RateLimit.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("disk %s: %w", d.Path, err))
@@ -243,5 +257,34 @@ func (c Config) virtioDevices() int {
 	if c.Balloon != nil {
 		n++
 	}
+	for _, sh := range c.Shares {
+		n += len(sh.protocols())
+	}
+	if len(c.ConsolePorts) > 0 {
+		n++
+	}
 	return n
+}
+
+// shareProtocol is one device a Share becomes.
+type shareProtocol string
+
+const (
+	protoVirtioFS shareProtocol = "virtio-fs"
+	protoP9       shareProtocol = "virtio-9p"
+)
+
+// protocols lists the devices a share is offered through, virtio-fs
+// first; neither flag set means both, and the guest mounts the one its
+// kernel has (the tag is the same on both: their tag spaces are apart).
+func (s Share) protocols() []shareProtocol {
+	both := !s.VirtioFS && !s.P9
+	var p []shareProtocol
+	if s.VirtioFS || both {
+		p = append(p, protoVirtioFS)
+	}
+	if s.P9 || both {
+		p = append(p, protoP9)
+	}
+	return p
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
+	vconsole "github.com/vmm-dev/vmm/devices/virtio/console"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
 	"github.com/vmm-dev/vmm/kvm"
@@ -49,6 +50,7 @@ type Machine struct {
 	nics     []*net.Net   // in Config.NICs order
 	entropy  *rng.RNG
 	balloon  *balloon.Balloon
+	vconsole *vconsole.Console
 	// cores are the virtio devices' transport-neutral state, in
 	// buildVirtioDevices' order, whichever transport carries them.
 	cores        []*virtio.Core

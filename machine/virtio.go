@@ -9,7 +9,10 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
+	vconsole "github.com/vmm-dev/vmm/devices/virtio/console"
+	"github.com/vmm-dev/vmm/devices/virtio/fs"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
+	"github.com/vmm-dev/vmm/devices/virtio/p9"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
 	"github.com/vmm-dev/vmm/devices/virtio/vsock"
 	"github.com/vmm-dev/vmm/kvm"
@@ -70,6 +73,45 @@ func (m *Machine) buildVirtioDevices() ([]virtioDevice, error) {
 			DeflateOnOOM: bc.DeflateOnOOM, StatsInterval: bc.StatsInterval})
 		m.balloonIndex = len(devs)
 		devs = append(devs, virtioDevice{"virtio-balloon", m.balloon})
+	}
+	for _, sh := range m.cfg.Shares {
+		d, err := m.shareDevices(sh)
+		if err != nil {
+			return nil, err
+		}
+		devs = append(devs, d...)
+	}
+	if len(m.cfg.ConsolePorts) > 0 {
+		dev, err := vconsole.New(m.cfg.ConsolePorts)
+		if err != nil {
+			return nil, fmt.Errorf("virtio-console: %w", err)
+		}
+		m.vconsole = dev
+		devs = append(devs, virtioDevice{"virtio-console", dev})
+	}
+	return devs, nil
+}
+
+// shareDevices makes the devices that offer one shared directory.
+func (m *Machine) shareDevices(sh Share) ([]virtioDevice, error) {
+	var devs []virtioDevice
+	for _, p := range sh.protocols() {
+		switch p {
+		case protoVirtioFS:
+			dev, err := fs.New(fs.Config{HostDir: sh.HostDir, Tag: sh.Tag, ReadOnly: sh.ReadOnly})
+			if err != nil {
+				return nil, fmt.Errorf("--share %s: %w", sh.HostDir, err)
+			}
+			m.onClose(dev.Close)
+			devs = append(devs, virtioDevice{fmt.Sprintf("virtio-fs %s (%s)", sh.Tag, sh.HostDir), dev})
+		case protoP9:
+			dev, err := p9.New(p9.Config{HostDir: sh.HostDir, Tag: sh.Tag, ReadOnly: sh.ReadOnly})
+			if err != nil {
+				return nil, fmt.Errorf("--share %s: %w", sh.HostDir, err)
+			}
+			m.onClose(dev.Close)
+			devs = append(devs, virtioDevice{fmt.Sprintf("virtio-9p %s (%s)", sh.Tag, sh.HostDir), dev})
+		}
 	}
 	return devs, nil
 }
@@ -242,3 +284,7 @@ func (m *Machine) SetBalloonStatsInterval(d time.Duration) error {
 	}
 	return m.balloon.SetStatsInterval(d)
 }
+
+// VirtioConsole returns the virtio-console device; nil without
+// Config.ConsolePorts.
+func (m *Machine) VirtioConsole() *vconsole.Console { return m.vconsole }

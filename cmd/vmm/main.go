@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/vmm-dev/vmm/guestinit"
 )
 
 // processStart is taken as the package initializes, before main: the
@@ -16,6 +18,10 @@ import (
 var processStart = time.Now()
 
 func main() {
+	// In a guest of `vmm run -- CMD`, this binary is the kernel's /init.
+	if guestinit.IsInit() {
+		guestinit.Main()
+	}
 	// Tools that drive Firecracker start it by name: vmm installed (or
 	// linked) as `firecracker` takes Firecracker's command line.
 	if filepath.Base(os.Args[0]) == "firecracker" {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -239,4 +241,46 @@ func parseOnReboot(s string) (machine.RebootAction, error) {
 		return machine.RebootRestart, nil
 	}
 	return 0, fmt.Errorf("%w: --on-reboot %q: want exit or restart", errBadFlag, s)
+}
+
+// parseShare reads --share: "HOST[:TAG][,ro][,proto=fs|9p]". The tag
+// defaults to HOST's base name, or shareN (N: the flag's position) when
+// that is no valid tag (the root, or a name over 36 bytes).
+func parseShare(s string, index int) (machine.Share, error) {
+	const want = "HOST[:TAG][,ro][,proto=fs|9p]"
+	parts := strings.Split(s, ",")
+	host, tag, _ := strings.Cut(parts[0], ":")
+	if host == "" {
+		return machine.Share{}, fmt.Errorf("%w: --share %q: want %s", errBadFlag, s, want)
+	}
+	sh := machine.Share{HostDir: host, Tag: tag}
+	if sh.Tag == "" {
+		sh.Tag = filepath.Base(filepath.Clean(host))
+		if sh.Tag == "/" || sh.Tag == "." || len(sh.Tag) > 36 {
+			sh.Tag = fmt.Sprintf("share%d", index)
+		}
+	}
+	if len(sh.Tag) > 36 {
+		return machine.Share{}, fmt.Errorf("%w: --share %q: tag %q is over 36 bytes", errBadFlag, s, sh.Tag)
+	}
+	for _, opt := range parts[1:] {
+		switch opt {
+		case "ro":
+			sh.ReadOnly = true
+		case "proto=fs", "proto=virtiofs":
+			sh.VirtioFS = true
+		case "proto=9p":
+			sh.P9 = true
+		default:
+			return machine.Share{}, fmt.Errorf("%w: --share %q: unknown option %q (want %s)", errBadFlag, s, opt, want)
+		}
+	}
+	fi, err := os.Stat(host)
+	if err != nil {
+		return machine.Share{}, fmt.Errorf("%w: --share %q: %w", errBadFlag, s, err)
+	}
+	if !fi.IsDir() {
+		return machine.Share{}, fmt.Errorf("%w: --share %q: %s is not a directory", errBadFlag, s, host)
+	}
+	return sh, nil
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,4 +135,34 @@ func TestParseOnReboot(t *testing.T) {
 	assert.Equal(t, machine.RebootRestart, a)
 	_, err = parseOnReboot("reboot")
 	assert.ErrorIs(t, err, errBadFlag)
+}
+
+func TestParseShare(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "src")
+	require.NoError(t, os.Mkdir(sub, 0o755))
+	for _, tc := range []struct {
+		in   string
+		want machine.Share
+	}{
+		{sub, machine.Share{HostDir: sub, Tag: "src"}},
+		{sub + "/", machine.Share{HostDir: sub + "/", Tag: "src"}},
+		{sub + ":code,ro", machine.Share{HostDir: sub, Tag: "code", ReadOnly: true}},
+		{sub + ",proto=fs", machine.Share{HostDir: sub, Tag: "src", VirtioFS: true}},
+		{sub + ":x,proto=9p,ro", machine.Share{HostDir: sub, Tag: "x", P9: true, ReadOnly: true}},
+		{"/", machine.Share{HostDir: "/", Tag: "share2"}},
+	} {
+		got, err := parseShare(tc.in, 2)
+		require.NoError(t, err, tc.in)
+		assert.Equal(t, tc.want, got, tc.in)
+	}
+	for _, bad := range []string{"", ":tag", sub + ",rw", sub + ",proto=nfs", filepath.Join(dir, "missing"),
+		sub + ":" + strings.Repeat("t", 37)} {
+		_, err := parseShare(bad, 0)
+		assert.ErrorIs(t, err, errBadFlag, bad)
+	}
+	f := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(f, nil, 0o644))
+	_, err := parseShare(f, 0)
+	assert.ErrorIs(t, err, errBadFlag, "a file is no share")
 }

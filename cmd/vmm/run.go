@@ -22,13 +22,18 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "boot a Linux kernel in a new micro-VM",
-		ArgsUsage: " ",
+		ArgsUsage: "[-- CMD [ARGS...]]",
 		Description: "run boots KERNEL (a bzImage, or an ELF vmlinux with or without a PVH entry note) with a\n" +
 			"serial console on COM1. It exits 0 when the guest powers off or reboots, and non-zero\n" +
 			"with a one-line reason on a guest crash, a KVM error, or bad arguments; 128+n when\n" +
 			"signal n (SIGINT, SIGTERM, SIGHUP) stopped it.\n\n" +
-			"On an interactive terminal, type Ctrl-A then x to quit, Ctrl-A h for help.",
-		Flags: []cli.Flag{
+			"On an interactive terminal, type Ctrl-A then x to quit, Ctrl-A h for help.\n\n" +
+			"With -- CMD, run boots the kernel with vmm itself as its init, runs CMD in the host's\n" +
+			"current directory (the host's / read-only with a copy-on-write layer, the directory\n" +
+			"writable) with vmm's stdin, stdout and stderr, and exits with CMD's status: 128+n for\n" +
+			"signal n, 122 when the guest kernel panicked, 123 when the guest never reached CMD,\n" +
+			"124 when --timeout expired, 125 when vmm could not start the VM.",
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "kernel", Aliases: []string{"k"}, Usage: "guest kernel `PATH`: bzImage, or ELF vmlinux (PVH entry when it has the note)"},
 			&cli.StringFlag{Name: "initrd", Aliases: []string{"i"}, Usage: "initial ramdisk `PATH` (cpio archive, optionally compressed)"},
 			&cli.StringFlag{Name: "cmdline", Aliases: []string{"c"}, Value: machine.DefaultCmdline, Usage: "kernel command `LINE`; virtio-mmio device announcements are appended"},
@@ -40,21 +45,19 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "entropy", Usage: "a virtio-rng device fed by the host's getrandom, `SPEC`: on, or bw=RATE[,iops=N] to rate-limit it"},
 			&cli.StringFlag{Name: "vsock", Usage: "a virtio-vsock device, `cid=N,uds=PATH`: the guest's CID (3 or more) and a host unix socket (it must not exist) on which programs send \"CONNECT <port>\\n\"; guest connections to the host's port P go to PATH_P"},
 			&cli.StringFlag{Name: "balloon", Usage: "a virtio memory balloon of `MIB[,deflate-on-oom][,stats=SECONDS]`: the guest gives MIB of its RAM back to the host (its driver: virtio_balloon)"},
+			&cli.StringSliceFlag{Name: "share", Usage: "a host directory the guest mounts by tag, `HOST[:TAG][,ro][,proto=fs|9p]` (repeatable; TAG defaults to HOST's base name; without proto= both devices are offered): in the guest `mount -t virtiofs TAG /mnt` (driver: virtiofs) or `mount -t 9p -o trans=virtio,version=9p2000.L TAG /mnt` (9p, 9pnet_virtio); nothing outside HOST is reachable, ro refuses writes"},
 			&cli.StringFlag{Name: "on-reboot", Value: "exit", Usage: "what a guest reboot does, `ACTION`: exit (status 0) or restart (boot again)"},
 			&cli.StringFlag{Name: "transport", Value: string(machine.DefaultTransport), Usage: "how virtio devices reach the guest, `KIND`: mmio (virtio-mmio) or pci (virtio-pci with MSI-X; needs ACPI)"},
 			&cli.BoolFlag{Name: "no-acpi", Usage: "describe the machine with an MP table instead of ACPI tables (kernels without ACPI)"},
 			&cli.BoolFlag{Name: "stats", Usage: "print boot-progress timestamps and VM exit counts to stderr at exit"},
 			&cli.BoolFlag{Name: "allow-emulated", Usage: "run even where KVM has no hardware virtualization (tiny test guests only)"},
 			&cli.StringFlag{Name: "config-file", Usage: "boot the VM a Firecracker JSON configuration `FILE` describes (then only --console and --allow-emulated apply)"},
-		},
+		}, commandFlags()...),
 		Action: run,
 	}
 }
 
 func configFromFlags(c *cli.Context) (machine.Config, machine.RebootAction, error) {
-	if c.NArg() > 0 {
-		return machine.Config{}, 0, fmt.Errorf("%w: unexpected argument %q (flags only; see vmm run --help)", errBadFlag, c.Args().First())
-	}
 	mem, err := parseSize(c.String("memory"))
 	if err != nil {
 		return machine.Config{}, 0, err
@@ -114,6 +117,13 @@ func configFromFlags(c *cli.Context) (machine.Config, machine.RebootAction, erro
 		}
 		cfg.Vsock = v
 	}
+	for i, s := range c.StringSlice("share") {
+		sh, err := parseShare(s, i)
+		if err != nil {
+			return cfg, 0, err
+		}
+		cfg.Shares = append(cfg.Shares, sh)
+	}
 	if c.IsSet("balloon") {
 		b, err := parseBalloon(c.String("balloon"))
 		if err != nil {
@@ -126,6 +136,9 @@ func configFromFlags(c *cli.Context) (machine.Config, machine.RebootAction, erro
 
 func run(c *cli.Context) error {
 	start := processStart
+	if c.NArg() > 0 {
+		return runWithCommand(c)
+	}
 	if c.IsSet("config-file") {
 		return runConfigFile(c)
 	}

@@ -1,0 +1,291 @@
+// Package p9 is a virtio 9P transport device (device ID 9; virtio 1.2
+// §5 lists it, its layout is QEMU's and Linux's net/9p/trans_virtio.c):
+// each request chain carries one 9P2000.L T-message and the buffers for
+// its R-message. hugelgupf/p9's server speaks the protocol; the file
+// backend serves one host directory, confined to it (package confine).
+package p9
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/hugelgupf/p9/p9"
+	"golang.org/x/sys/unix"
+
+	"github.com/vmm-dev/vmm/devices/virtio"
+)
+
+// DeviceType is the 9P transport's device ID.
+const DeviceType virtio.DeviceType = 9
+
+// FeatureMountTag is VIRTIO_9P_MOUNT_TAG: the config space holds the tag.
+const FeatureMountTag uint64 = 1 << 0
+
+// QueueSize is the size of the one request queue.
+const QueueSize = 128
+
+// MaxTagLen bounds the tag; Linux's mount(2) data carries it as a device
+// name, and QEMU allows at most 31 bytes too.
+const MaxTagLen = 36
+
+// MaxMessage is the largest msize granted in Tversion: a guest asking for
+// more gets this (9P2000 version negotiation: the server may lower it).
+const MaxMessage = 512 << 10
+
+// 9P message types this transport looks at.
+const (
+	msgRlerror  = 7
+	msgTversion = 100
+	msgRversion = 101
+	msgTflush   = 108
+	msgRflush   = 109
+	headerLen   = 7 // size[4] type[1] tag[2]
+)
+
+// Sentinel errors.
+var (
+	// ErrTag: an empty tag, or one over MaxTagLen bytes.
+	ErrTag = errors.New("invalid virtio-9p tag")
+	// ErrActive: Activate on a device that is already running.
+	ErrActive = errors.New("virtio-9p device already active")
+	// ErrServer: the 9P server's connection ended or answered garbage.
+	ErrServer = errors.New("9P server stopped")
+)
+
+// Config describes one share.
+type Config struct {
+	HostDir  string
+	Tag      string
+	ReadOnly bool
+}
+
+// P9 is a virtio-9p device. It implements virtio.Device.
+type P9 struct {
+	cfg    Config
+	config []byte
+
+	mu     sync.Mutex
+	conn   *conn
+	worker *virtio.Worker
+}
+
+var _ virtio.Device = (*P9)(nil)
+
+// New checks the share and returns its device.
+func New(cfg Config) (*P9, error) {
+	if cfg.Tag == "" || len(cfg.Tag) > MaxTagLen {
+		return nil, fmt.Errorf("%w: %q (1 to %d bytes)", ErrTag, cfg.Tag, MaxTagLen)
+	}
+	fd, err := unix.Open(cfg.HostDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open share %s: %w", cfg.HostDir, err)
+	}
+	if err := unix.Close(fd); err != nil {
+		return nil, fmt.Errorf("close share %s: %w", cfg.HostDir, err)
+	}
+	// struct virtio_9p_config: le16 tag_len, then tag_len bytes, no NUL.
+	c := binary.LittleEndian.AppendUint16(nil, uint16(len(cfg.Tag)))
+	return &P9{cfg: cfg, config: append(c, cfg.Tag...)}, nil
+}
+
+// Type implements virtio.Device.
+func (d *P9) Type() virtio.DeviceType { return DeviceType }
+
+// Features implements virtio.Device.
+func (d *P9) Features() uint64 { return FeatureMountTag }
+
+// QueueMaxSizes implements virtio.Device: one request queue.
+func (d *P9) QueueMaxSizes() []uint16 { return []uint16{QueueSize} }
+
+// ReadConfig implements virtio.Device.
+func (d *P9) ReadConfig(off uint64, data []byte) {
+	clear(data)
+	if off < uint64(len(d.config)) {
+		copy(data, d.config[off:])
+	}
+}
+
+// WriteConfig implements virtio.Device: the config space is read-only.
+func (d *P9) WriteConfig(uint64, []byte) {}
+
+// Activate implements virtio.Device: a fresh 9P connection (no fids) per
+// driver start.
+func (d *P9) Activate(act virtio.Activation) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn != nil {
+		return ErrActive
+	}
+	c := newConn(&share{root: d.cfg.HostDir, readOnly: d.cfg.ReadOnly}, d.cfg.Tag)
+	w, err := virtio.StartWorker(act, 0, c.serve)
+	if err != nil {
+		c.close()
+		return fmt.Errorf("virtio-9p %s: %w", d.cfg.Tag, err)
+	}
+	d.conn, d.worker = c, w
+	return nil
+}
+
+// Reset implements virtio.Device.
+func (d *P9) Reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn == nil {
+		return
+	}
+	// Closing the pipes first ends a worker waiting for a reply.
+	d.conn.close()
+	d.worker.Stop()
+	d.conn, d.worker = nil, nil
+}
+
+// Close releases the device.
+func (d *P9) Close() error {
+	d.Reset()
+	return nil
+}
+
+// conn is one 9P session: the server reads T-messages from one pipe and
+// writes R-messages to another. Chains are served one at a time, so the
+// next R-message is always the answer to the current chain's T-message.
+type conn struct {
+	reqW  *io.PipeWriter
+	respR *io.PipeReader
+	done  chan struct{}
+	msize uint32 // negotiated in Tversion; MaxMessage until then
+	req   []byte
+	resp  []byte
+}
+
+func newConn(s *share, tag string) *conn {
+	reqR, reqW := io.Pipe()
+	respR, respW := io.Pipe()
+	c := &conn{reqW: reqW, respR: respR, done: make(chan struct{}), msize: MaxMessage}
+	server := p9.NewServer(s, p9.WithServerLogger(logger{tag: tag}))
+	go func() {
+		defer close(c.done)
+		// Handle returns when the request pipe ends; it closes both.
+		if err := server.Handle(reqR, respW); err != nil {
+			slog.Debug("virtio-9p server", "tag", tag, "err", err)
+		}
+	}()
+	return c
+}
+
+func (c *conn) close() {
+	_ = c.reqW.Close()  // io.Pipe's Close never fails
+	_ = c.respR.Close() // likewise
+	<-c.done
+}
+
+// serve answers one chain. A message the server cannot take (shorter
+// than its header, a size that disagrees with the chain, over msize) is
+// answered with Rlerror here, never passed on: the server reads a
+// stream, and one bad size would desynchronize every later message.
+func (c *conn) serve(ch *virtio.Chain) (uint32, error) {
+	n := ch.ReadableLen()
+	if n < headerLen {
+		return 0, nil // no tag to answer to
+	}
+	c.req = gather(c.req[:0], ch.Readable, min(n, uint64(c.msize)))
+	tag := binary.LittleEndian.Uint16(c.req[5:])
+	size := binary.LittleEndian.Uint32(c.req[0:])
+	switch {
+	case size < headerLen || uint64(size) > n:
+		return rlerror(ch, tag, unix.EINVAL), nil
+	case size > c.msize:
+		return rlerror(ch, tag, unix.EMSGSIZE), nil
+	}
+	msg := c.req[:size]
+	if msg[4] == msgTflush {
+		// Chains are served one at a time, so no other request is in
+		// flight: the flush is done at once. Passed on, a Tflush of its
+		// own tag would wait for itself in the server forever.
+		return reply(ch, msgRflush, tag, nil), nil
+	}
+	if msg[4] == msgTversion && size >= headerLen+4 {
+		// The server grants up to 4 MiB; vmm's buffers are sized for
+		// MaxMessage.
+		if binary.LittleEndian.Uint32(msg[7:]) > MaxMessage {
+			binary.LittleEndian.PutUint32(msg[7:], MaxMessage)
+		}
+	}
+	if _, err := c.reqW.Write(msg); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrServer, err)
+	}
+	var hdr [headerLen]byte
+	if _, err := io.ReadFull(c.respR, hdr[:]); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrServer, err)
+	}
+	rsize := binary.LittleEndian.Uint32(hdr[0:])
+	if rsize < headerLen || rsize > MaxMessage+headerLen {
+		return 0, fmt.Errorf("%w: reply of %d bytes", ErrServer, rsize)
+	}
+	c.resp = append(c.resp[:0], hdr[:]...)
+	c.resp = append(c.resp, make([]byte, rsize-headerLen)...)
+	if _, err := io.ReadFull(c.respR, c.resp[headerLen:]); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrServer, err)
+	}
+	// A message the server could not decode is answered with its
+	// no-tag; the guest waits on the tag it sent.
+	binary.LittleEndian.PutUint16(c.resp[5:], tag)
+	if c.resp[4] == msgRversion && rsize >= headerLen+4 {
+		c.msize = min(max(binary.LittleEndian.Uint32(c.resp[7:]), 4096), MaxMessage)
+	}
+	if uint64(len(c.resp)) > ch.WritableLen() {
+		return rlerror(ch, tag, unix.EMSGSIZE), nil
+	}
+	return uint32(scatter(ch.Writable, c.resp)), nil
+}
+
+// rlerror writes Rlerror (size[4] type[1] tag[2] ecode[4]) into the chain.
+func rlerror(ch *virtio.Chain, tag uint16, e unix.Errno) uint32 {
+	return reply(ch, msgRlerror, tag, binary.LittleEndian.AppendUint32(nil, uint32(e)))
+}
+
+// reply writes an R-message made here into the chain.
+func reply(ch *virtio.Chain, typ byte, tag uint16, body []byte) uint32 {
+	m := binary.LittleEndian.AppendUint32(nil, uint32(headerLen+len(body)))
+	m = append(m, typ)
+	m = binary.LittleEndian.AppendUint16(m, tag)
+	m = append(m, body...)
+	if ch.WritableLen() < uint64(len(m)) {
+		return 0
+	}
+	return uint32(scatter(ch.Writable, m))
+}
+
+// gather copies the first n bytes of bufs.
+func gather(dst []byte, bufs [][]byte, n uint64) []byte {
+	for _, b := range bufs {
+		if uint64(len(dst)) >= n {
+			break
+		}
+		dst = append(dst, b[:min(uint64(len(b)), n-uint64(len(dst)))]...)
+	}
+	return dst
+}
+
+// scatter copies src across bufs and returns the bytes copied.
+func scatter(bufs [][]byte, src []byte) int {
+	n := 0
+	for _, b := range bufs {
+		if n == len(src) {
+			break
+		}
+		n += copy(b, src[n:])
+	}
+	return n
+}
+
+type logger struct{ tag string }
+
+func (l logger) Printf(format string, v ...any) {
+	slog.Debug("virtio-9p", "tag", l.tag, "msg", fmt.Sprintf(format, v...))
+}
+
+func (l logger) Print(v ...any) { slog.Debug("virtio-9p", "tag", l.tag, "msg", fmt.Sprint(v...)) }
