@@ -218,7 +218,10 @@ func (c *Controller) apply(r Request) (any, error) {
 		if !c.started {
 			return nil, fault(msgPreBoot)
 		}
-		return nil, fault("SendCtrlAltDel is not supported yet (it needs the i8042 keyboard)")
+		if err := c.m.SendCtrlAltDel(); err != nil {
+			return nil, fault("%v", err)
+		}
+		return nil, nil
 	case FlushMetrics:
 		return nil, c.flushMetrics()
 	case Unsupported:
