@@ -240,13 +240,20 @@ func (c *Controller) patchDrive(u DriveUpdate) error {
 	}
 	d := &c.res.Drives[i]
 	if u.PathOnHost != nil && *u.PathOnHost != d.PathOnHost {
-		return fault("Unable to patch the block device: changing path_on_host of a running microVM is not supported yet.")
+		// Firecracker's BlockDeviceUpdate: the new file backs the drive
+		// from now on, and the guest is told its size may have changed.
+		if err := c.m.SwapDisk(i, *u.PathOnHost); err != nil {
+			return fault("Unable to patch the block device: %v", err)
+		}
+		d.PathOnHost = *u.PathOnHost
 	}
-	rl := patchLimiter(d.RateLimiter, u.RateLimiter)
-	if err := c.m.SetDiskRateLimit(i, limiterConfig(rl)); err != nil {
-		return fault("Unable to patch the block device: %v", err)
+	if u.RateLimiter != nil {
+		rl := patchLimiter(d.RateLimiter, u.RateLimiter)
+		if err := c.m.SetDiskRateLimit(i, limiterConfig(rl)); err != nil {
+			return fault("Unable to patch the block device: %v", err)
+		}
+		d.RateLimiter = rl
 	}
-	d.RateLimiter = rl
 	return nil
 }
 

@@ -241,3 +241,31 @@ func (m *Machine) SetBalloonStatsInterval(d time.Duration) error {
 	}
 	return m.balloon.SetStatsInterval(d)
 }
+
+// SwapDisk replaces the backing file of disk i (in Config.Disks order)
+// on the running machine and tells the driver its configuration changed,
+// so the guest re-reads the capacity (Firecracker's PATCH /drives
+// path_on_host). The disks are the first virtio devices, so disk i's
+// transport is cores[i].
+func (m *Machine) SwapDisk(i int, path string) error {
+	if i < 0 || i >= len(m.disks) {
+		return fmt.Errorf("%w: disk %d of %d", ErrNoDevice, i, len(m.disks))
+	}
+	if err := m.disks[i].Swap(path); err != nil {
+		return fmt.Errorf("disk %d: %w", i, err)
+	}
+	if i < len(m.cores) {
+		if err := m.cores[i].ConfigChanged(); err != nil {
+			return fmt.Errorf("disk %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// DiskPath returns the file backing disk i now.
+func (m *Machine) DiskPath(i int) (string, error) {
+	if i < 0 || i >= len(m.disks) {
+		return "", fmt.Errorf("%w: disk %d of %d", ErrNoDevice, i, len(m.disks))
+	}
+	return m.disks[i].Path(), nil
+}

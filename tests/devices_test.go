@@ -73,6 +73,8 @@ echo "@@GUEST balloon_before_kb=$before balloon_after_kb=$(memtotal) balloon_sec
 for m in vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport; do
 	insmod /lib/modules/extra/$m.ko || echo "@@GUEST insmod-failed module=$m"
 done
+# Where each module sits, to read a stop report's RIP and stack against.
+sed 's/^/modules| /' /proc/modules
 vsockx guest-serve 1234 1 %[1]d 11 12 > /tmp/s1234 2>&1 &
 s1=$!
 vsockx guest-serve 1235 %[3]d %[2]d 13 14 > /tmp/s1235 2>&1 &

@@ -96,11 +96,13 @@ func (s *server) serve(c *virtio.Chain, in [][]byte) (uint8, uint64) {
 		if buffersLen(out) != 0 {
 			return StatusIOErr, 0
 		}
-		n, ok := b.span(sector, in)
-		if !ok {
+		n := buffersLen(in)
+		if !s.acquire(n) {
 			return StatusIOErr, 0
 		}
-		if !s.acquire(n) {
+		b.imgMu.RLock()
+		defer b.imgMu.RUnlock()
+		if !b.fits(sector, n) {
 			return StatusIOErr, 0
 		}
 		if err := transfer(unix.Preadv, b.fd, s.cursorOf(in), int64(sector*SectorSize), n); err != nil {
@@ -117,11 +119,13 @@ func (s *server) serve(c *virtio.Chain, in [][]byte) (uint8, uint64) {
 		if buffersLen(in) != 0 {
 			return StatusIOErr, 0
 		}
-		n, ok := b.span(sector, out)
-		if !ok {
+		n := buffersLen(out)
+		if !s.acquire(n) {
 			return StatusIOErr, 0
 		}
-		if !s.acquire(n) {
+		b.imgMu.RLock()
+		defer b.imgMu.RUnlock()
+		if !b.fits(sector, n) {
 			return StatusIOErr, 0
 		}
 		if err := transfer(unix.Pwritev, b.fd, out, int64(sector*SectorSize), n); err != nil {
@@ -133,6 +137,8 @@ func (s *server) serve(c *virtio.Chain, in [][]byte) (uint8, uint64) {
 		if !s.acquire(0) {
 			return StatusIOErr, 0
 		}
+		b.imgMu.RLock()
+		defer b.imgMu.RUnlock()
 		if err := unix.Fdatasync(b.fd); err != nil {
 			b.logIOError("flush", 0, 0, err)
 			return StatusIOErr, 0
@@ -185,14 +191,12 @@ func buffersLen(bufs [][]byte) uint64 {
 	return n
 }
 
-// span checks that bufs hold whole sectors that fit the disk from sector
-// on, and returns their total size.
-func (b *Block) span(sector uint64, bufs [][]byte) (uint64, bool) {
-	n := buffersLen(bufs)
-	if n%SectorSize != 0 || sector > b.sectors || n/SectorSize > b.sectors-sector {
-		return 0, false
-	}
-	return n, true
+// fits checks that n bytes are whole sectors that fit the disk from
+// sector on. b.imgMu is held: the check is against the image the
+// transfer uses, which a Swap may have made smaller while the request
+// waited for tokens.
+func (b *Block) fits(sector, n uint64) bool {
+	return n%SectorSize == 0 && sector <= b.sectors && n/SectorSize <= b.sectors-sector
 }
 
 func (b *Block) logIOError(op string, sector, n uint64, err error) {
