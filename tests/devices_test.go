@@ -28,6 +28,12 @@ import (
 //     256 KiB from /dev/hwrng.
 //   - balloon: `--memory 512M --balloon 256`; the guest loads
 //     virtio_balloon and its MemTotal falls by 256 MiB.
+//   - balloon-rss: Firecracker's API (`vmm firecracker --api-sock
+//     --config-file`, a balloon of 0 MiB): the guest fills and frees
+//     300 MiB of its RAM; level 1 reads vmm's VmRSS, PATCHes the balloon
+//     to 256 MiB (fcapi, tests/cmd/fcapi), reads VmRSS again once the
+//     guest's MemTotal fell, then PATCHes it back to 0 and the guest gets
+//     its memory back.
 //   - vsock: `--vsock cid=3,uds=...`; vsockx (tests/guest/vsockx) on both
 //     sides moves 64 MiB each way through one host-initiated and one
 //     guest-initiated connection, then 32 of each at once, 1 MiB each way,
@@ -69,6 +75,21 @@ i=0
 while [ $i -lt 60 ] && [ $(( before - $(memtotal) )) -lt 258048 ]; do sleep 1; i=$((i + 1)); done
 echo "@@GUEST balloon_before_kb=$before balloon_after_kb=$(memtotal) balloon_secs=$i"
 `,
+		"balloonrss": `
+memtotal() { sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo; }
+insmod /lib/modules/extra/virtio_balloon.ko || echo "@@GUEST insmod-failed module=virtio_balloon"
+before=$(memtotal)
+# Touch 300 MiB of RAM (tmpfs pages), then free it: vmm's RSS keeps it.
+dd if=/dev/zero of=/tmp/fill bs=1M count=300 2> /dev/null
+rm /tmp/fill
+echo "@@GUEST balloon_touched=1 memtotal_before_kb=$before"
+i=0
+while [ $i -lt 600 ] && [ $(( before - $(memtotal) )) -lt 258048 ]; do sleep 0.2; i=$((i + 1)); done
+echo "@@GUEST balloon_inflated=1 memtotal_inflated_kb=$(memtotal)"
+i=0
+while [ $i -lt 600 ] && [ $(( before - $(memtotal) )) -gt 4096 ]; do sleep 0.2; i=$((i + 1)); done
+echo "@@GUEST balloon_deflated=1 memtotal_deflated_kb=$(memtotal)"
+`,
 		"vsock": fmt.Sprintf(`
 for m in vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport; do
 	insmod /lib/modules/extra/$m.ko || echo "@@GUEST insmod-failed module=$m"
@@ -91,8 +112,52 @@ dd if=/dev/zero of="$WORK/limit.img" bs=1M count=16 2> /dev/null
 ` + vmmRun("disk-limit", "GUEST_BZIMAGE", guestCmdline+" vmmtest=disklimit", "--disk", `"$WORK/limit.img,bw=1M"`) + `
 ` + vmmRun("entropy", "GUEST_BZIMAGE", guestCmdline+" vmmtest=entropy", "--entropy", "on") + `
 ` + vmmRun("balloon", "GUEST_BZIMAGE", guestCmdline+" vmmtest=balloon", "--memory", "512M", "--balloon", "256") + `
-` + vsockScript(),
+` + balloonRSSScript + vsockScript(),
 }
+
+// balloonRSSScript is the balloon-rss step's level-1 part: vmm runs in
+// the background under run_vmm while this script watches its console
+// (run_vmm's $WORK/NAME.out fills as it runs), reads its VmRSS and
+// drives the balloon through the API socket.
+const balloonRSSScript = `
+cat > "$WORK/bal.json" <<JSON
+{
+  "boot-source": {"kernel_image_path": "$GUEST_BZIMAGE", "initrd_path": "$GUEST_INITRD", "boot_args": "$GUEST_CMDLINE vmmtest=balloonrss"},
+  "machine-config": {"vcpu_count": 1, "mem_size_mib": 512},
+  "balloon": {"amount_mib": 0, "deflate_on_oom": false}
+}
+JSON
+run_vmm balloon-rss firecracker --api-sock "$WORK/bal.sock" --config-file "$WORK/bal.json" &
+bal=$!
+bal_wait() { # MARKER: wait up to 120 s for the guest to print it
+	local i=0
+	while [ $i -lt 600 ] && ! grep -q "$1" "$WORK/balloon-rss.out" 2> /dev/null; do sleep 0.2; i=$((i + 1)); done
+	grep -q "$1" "$WORK/balloon-rss.out" 2> /dev/null
+}
+bal_rss() { # vmm's VmRSS in kB
+	local p
+	for p in /proc/[0-9]*; do
+		case "$(tr '\0' ' ' < "$p/cmdline" 2> /dev/null)" in
+		"$VMM firecracker --api-sock $WORK/bal.sock"*)
+			sed -n 's/^VmRSS: *\([0-9]*\) kB/\1/p' "$p/status"
+			return ;;
+		esac
+	done
+	echo 0
+}
+rss_touched=0 rss_inflated=0 rss_deflated=0
+if bal_wait balloon_touched=1; then
+	rss_touched=$(bal_rss)
+	"$DATA/fcapi" call "$WORK/bal.sock" PATCH /balloon '{"amount_mib": 256}'
+	bal_wait balloon_inflated=1 && sleep 1
+	rss_inflated=$(bal_rss)
+	"$DATA/fcapi" call "$WORK/bal.sock" PATCH /balloon '{"amount_mib": 0}'
+	bal_wait balloon_deflated=1
+	rss_deflated=$(bal_rss)
+fi
+wait $bal
+metric balloon-rss rss_touched_kb=$rss_touched rss_inflated_kb=$rss_inflated rss_deflated_kb=$rss_deflated
+`
 
 // vsockE2EEnv turns the vsock scenario on. It is off by default: its first
 // runs in the sandbox hung the guest as soon as its vsock driver bound (the
@@ -194,6 +259,14 @@ func prepareDevicesGroup() error {
 	}
 	devicesGroup.guestFiles = append(devicesGroup.guestFiles, sandbox.File{Name: "/bin/vsockx", HostPath: bin, Mode: 0o755})
 	devicesGroup.files = append(devicesGroup.files, sandbox.File{Name: "vsockx", HostPath: bin, Mode: 0o755})
+	fcapi := filepath.Join(dir, "fcapi")
+	cmd = exec.CommandContext(ctx, "go", "build", "-o", fcapi, "./tests/cmd/fcapi")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build fcapi: %w\n%s", err, strings.TrimSpace(string(out)))
+	}
+	devicesGroup.files = append(devicesGroup.files, sandbox.File{Name: "fcapi", HostPath: fcapi, Mode: 0o755})
 	return nil
 }
 
@@ -229,6 +302,26 @@ func TestBalloonInflates(t *testing.T) {
 	require.NoError(t, err2, s.Describe())
 	t.Logf("metric: balloon: MemTotal %d -> %d KiB in %s s", before, after, s.Values["balloon_secs"])
 	assert.InDelta(t, 256<<10, before-after, 4<<10, "MemTotal fell by the balloon\n%s", s.Describe())
+}
+
+// Inflating the balloon by 256 MiB through the API lowers vmm's RSS by at
+// least 200 MiB once the guest has touched its memory (the pages go back
+// with MADV_DONTNEED), and deflating gives the guest its memory back.
+func TestBalloonInflateLowersRSS(t *testing.T) {
+	s := devicesStep(t, "balloon-rss")
+	requireCleanExit(t, s, "vmm guest: poweroff -f")
+	kb := func(k string) int {
+		v, err := strconv.Atoi(s.Values[k])
+		require.NoError(t, err, "%s\n%s", k, s.Describe())
+		return v
+	}
+	touched, inflated, deflated := kb("rss_touched_kb"), kb("rss_inflated_kb"), kb("rss_deflated_kb")
+	before, down, back := kb("memtotal_before_kb"), kb("memtotal_inflated_kb"), kb("memtotal_deflated_kb")
+	t.Logf("metric: balloon-rss: VmRSS %d -> %d -> %d KiB; MemTotal %d -> %d -> %d KiB",
+		touched, inflated, deflated, before, down, back)
+	assert.GreaterOrEqual(t, touched-inflated, 200<<10, "VmRSS fell by at least 200 MiB\n%s", s.Describe())
+	assert.InDelta(t, 256<<10, before-down, 4<<10, "MemTotal fell by the balloon\n%s", s.Describe())
+	assert.InDelta(t, before, back, 4<<10, "deflating gave the memory back\n%s", s.Describe())
 }
 
 // 64 MiB each way through a host-initiated and a guest-initiated vsock
