@@ -166,12 +166,35 @@ metric balloon-rss rss_touched_kb=$rss_touched rss_inflated_kb=$rss_inflated rss
 // The device's own tests (devices/virtio/vsock) play the driver and pass.
 const vsockE2EEnv = "VMM_E2E_VSOCK"
 
+// vsockRunsEnv repeats the vsock step in the same level-1 machine
+// (steps vsock, vsock-2, ...), to measure how often a run fails.
+const vsockRunsEnv = "VMM_E2E_VSOCK_RUNS"
+
+func vsockRuns() int {
+	n, err := strconv.Atoi(os.Getenv(vsockRunsEnv))
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// vsockStep names the i-th run (0-based) of the vsock step.
+func vsockStep(i int) string {
+	if i == 0 {
+		return "vsock"
+	}
+	return fmt.Sprintf("vsock-%d", i+1)
+}
+
 // vsockScript is the vsock step's level-1 part, when vsockE2EEnv is set.
 func vsockScript() string {
 	if os.Getenv(vsockE2EEnv) == "" {
 		return ""
 	}
-	return fmt.Sprintf(`
+	var b strings.Builder
+	for i := range vsockRuns() {
+		step := vsockStep(i)
+		b.WriteString(fmt.Sprintf(`
 x="$DATA/vsockx"
 "$x" host-serve "$WORK/v.sock_5000" 1 %[1]d 22 21 > "$WORK/h5000" 2>&1 &
 h1=$!
@@ -181,17 +204,21 @@ h2=$!
 h3=$!
 "$x" host-connect "$WORK/v.sock" 1235 %[3]d %[2]d 14 13 > "$WORK/h1235" 2>&1 &
 h4=$!
-`, vsockBigBytes, vsockSmallBytes, vsockConns) +
-		vmmRun("vsock", "GUEST_BZIMAGE", guestCmdline+" vmmtest=vsock", "--memory", "1G", "--vsock", `cid=3,uds="$WORK/v.sock"`) + `
+`, vsockBigBytes, vsockSmallBytes, vsockConns))
+		b.WriteString(vmmRun(step, "GUEST_BZIMAGE", guestCmdline+" vmmtest=vsock", "--memory", "1G", "--vsock", `cid=3,uds="$WORK/v.sock"`))
+		b.WriteString(strings.ReplaceAll(`
 # The host sides end with their streams; give them a moment, then stop
 # what is left (a failed run).
 i=0
 while [ $i -lt 20 ] && { kill -0 $h1 || kill -0 $h2 || kill -0 $h3 || kill -0 $h4; } 2> /dev/null; do sleep 1; i=$((i + 1)); done
 kill $h1 $h2 $h3 $h4 2> /dev/null
 for f in h5000 h5001 h1234 h1235; do sed "s/^/$f| /" "$WORK/$f"; done
-metric vsock $(grep -h '_ok=' "$WORK/h5000" "$WORK/h5001" "$WORK/h1234" "$WORK/h1235")
-[ -e "$WORK/v.sock" ] && metric vsock uds_left=1 || metric vsock uds_left=0
-`
+metric STEP $(grep -h '_ok=' "$WORK/h5000" "$WORK/h5001" "$WORK/h1234" "$WORK/h1235")
+[ -e "$WORK/v.sock" ] && metric STEP uds_left=1 || metric STEP uds_left=0
+rm -f "$WORK/v.sock" "$WORK/v.sock_5000" "$WORK/v.sock_5001"
+`, "STEP", step))
+	}
+	return b.String()
 }
 
 func skipUnlessVsock(t *testing.T) {
@@ -222,7 +249,12 @@ func devicesStep(t *testing.T, name string) *sandbox.Step {
 	if testing.Short() {
 		t.Skip("end-to-end scenario: skipped with -short")
 	}
-	devicesFiles.once.Do(func() { devicesFiles.err = prepareDevicesGroup() })
+	devicesFiles.once.Do(func() {
+		// Repeated vsock runs measure failures: none is hidden by a
+		// repeat of the group.
+		devicesGroup.noRepeat = vsockRuns() > 1
+		devicesFiles.err = prepareDevicesGroup()
+	})
 	require.NoError(t, devicesFiles.err, "files of the devices group")
 	return devicesGroup.step(t, name)
 }
@@ -335,6 +367,25 @@ func TestVsockTransfer64MiB(t *testing.T) {
 		t.Logf("metric: vsock %s: %s bytes in %s ms", k, s.Values[k+"_in"], s.Values[k+"_ms"])
 	}
 	assert.Equal(t, "0", s.Values["uds_left"], "vmm removes its socket at exit")
+}
+
+// With VMM_E2E_VSOCK_RUNS=N the vsock step runs N times in one level-1
+// machine; every run must pass as the first does.
+func TestVsockRepeatedRuns(t *testing.T) {
+	skipUnlessVsock(t)
+	if vsockRuns() < 2 {
+		t.Skipf("set %s=N to repeat the vsock step", vsockRunsEnv)
+	}
+	for i := 1; i < vsockRuns(); i++ {
+		s := devicesStep(t, vsockStep(i))
+		if !assert.Equal(t, 0, s.RC, "%s\n%s", vsockStep(i), s.Describe()) {
+			continue
+		}
+		for _, k := range []string{"guest_serve_1234", "host_connect_1234", "guest_connect_5000", "host_serve_5000"} {
+			assert.Equal(t, "1", s.Values[k+"_ok"], "%s %s (err %s)", vsockStep(i), k, s.Values[k+"_err"])
+		}
+		t.Logf("metric: %s: 64 MiB host->guest in %s ms, guest->host in %s ms", vsockStep(i), s.Values["host_connect_1234_ms"], s.Values["guest_connect_5000_ms"])
+	}
 }
 
 // 32 host-initiated and 32 guest-initiated connections at once all
