@@ -64,6 +64,7 @@ type Controller struct {
 	res     *VMResources
 	started bool
 	m       *machine.Machine
+	lastDev machine.DeviceStats // device counters at the last metrics flush
 	logCfg  *Logger
 	metCfg  *Metrics
 
@@ -378,6 +379,20 @@ func (c *Controller) flushMetrics() error {
 			exits[k] = v
 		}
 		extra["vcpu"] = map[string]any{"exits": exits}
+		dev := c.m.DeviceStats()
+		var drives, ifaces []string
+		for _, d := range c.res.Drives {
+			drives = append(drives, d.DriveID)
+		}
+		for _, n := range c.res.NICs {
+			ifaces = append(ifaces, n.IfaceID)
+		}
+		for k, v := range deviceMetrics(dev, c.lastDev, drives, ifaces) {
+			extra[k] = v
+		}
+		if c.metrics.Configured() {
+			c.lastDev = dev
+		}
 	}
 	return c.metrics.Flush(extra)
 }

@@ -225,6 +225,12 @@ func TestSDKSequenceBootsTheVM(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(lines[0]), &m))
 	assert.Contains(t, m, "utc_timestamp_ms")
 	assert.Contains(t, m, "put_api_requests")
+	assert.Contains(t, m, "block", "Firecracker's block group")
+	require.Contains(t, m, "block_rootfs", "the drive's own group")
+	assert.Contains(t, m["block_rootfs"], "read_bytes")
+	if tap != "" {
+		assert.Contains(t, m, "net_eth0")
+	}
 	logText, err := os.ReadFile(logPath)
 	require.NoError(t, err)
 	assert.Contains(t, string(logText), "[test-vm:main:INFO:")

@@ -269,3 +269,31 @@ func (m *Machine) DiskPath(i int) (string, error) {
 	}
 	return m.disks[i].Path(), nil
 }
+
+// DeviceStats are the counters of the virtio devices, for metrics.
+type DeviceStats struct {
+	Disks []DiskStats // in Config.Disks order
+	NICs  []NICStats  // in Config.NICs order
+}
+
+// DiskStats are a disk's counters.
+type DiskStats = blk.Stats
+
+// NICStats are a NIC's counters and its limiters' throttled events.
+type NICStats struct {
+	net.Stats
+	RXThrottled, TXThrottled uint64
+}
+
+// DeviceStats returns the devices' counters now.
+func (m *Machine) DeviceStats() DeviceStats {
+	var s DeviceStats
+	for _, d := range m.disks {
+		s.Disks = append(s.Disks, d.Stats())
+	}
+	for _, n := range m.nics {
+		s.NICs = append(s.NICs, NICStats{Stats: n.Stats(),
+			RXThrottled: n.RXLimiter().Throttled(), TXThrottled: n.TXLimiter().Throttled()})
+	}
+	return s
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/devices/virtio"
@@ -85,6 +86,8 @@ type Block struct {
 	path    string
 	sectors uint64
 	config  [configSize]byte
+
+	stats counters
 
 	mu     sync.Mutex
 	worker *virtio.Worker
@@ -167,6 +170,34 @@ func (b *Block) Swap(path string) error {
 		return fmt.Errorf("close the replaced disk image: %w", err)
 	}
 	return nil
+}
+
+// counters are the device's Firecracker-style metrics.
+type counters struct {
+	readBytes, writeBytes, readCount, writeCount, flushCount atomic.Uint64
+	invalidReqs, executeFails                                atomic.Uint64
+}
+
+// Stats are the device's counters since it was made (Firecracker's
+// block metrics, by the same names in the metrics file).
+type Stats struct {
+	ReadBytes, WriteBytes uint64
+	ReadCount, WriteCount uint64
+	FlushCount            uint64
+	InvalidReqs           uint64 // requests answered IOERR or UNSUPP before any I/O
+	ExecuteFails          uint64 // I/O that failed on the host
+	RateLimiterThrottled  uint64 // requests that waited for tokens
+}
+
+// Stats returns the counters.
+func (b *Block) Stats() Stats {
+	c := &b.stats
+	return Stats{
+		ReadBytes: c.readBytes.Load(), WriteBytes: c.writeBytes.Load(),
+		ReadCount: c.readCount.Load(), WriteCount: c.writeCount.Load(), FlushCount: c.flushCount.Load(),
+		InvalidReqs: c.invalidReqs.Load(), ExecuteFails: c.executeFails.Load(),
+		RateLimiterThrottled: b.limiter.Throttled(),
+	}
 }
 
 // Path returns the backing image's path.
