@@ -291,15 +291,25 @@ func prepareDevicesGroup() error {
 	}
 	devicesGroup.guestFiles = append(devicesGroup.guestFiles, sandbox.File{Name: "/bin/vsockx", HostPath: bin, Mode: 0o755})
 	devicesGroup.files = append(devicesGroup.files, sandbox.File{Name: "vsockx", HostPath: bin, Mode: 0o755})
-	fcapi := filepath.Join(dir, "fcapi")
-	cmd = exec.CommandContext(ctx, "go", "build", "-o", fcapi, "./tests/cmd/fcapi")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build fcapi: %w\n%s", err, strings.TrimSpace(string(out)))
+	fcapi, err := buildStatic(ctx, root, dir, "./tests/cmd/fcapi")
+	if err != nil {
+		return err
 	}
 	devicesGroup.files = append(devicesGroup.files, sandbox.File{Name: "fcapi", HostPath: fcapi, Mode: 0o755})
 	return nil
+}
+
+// buildStatic builds the command at pkg (a path from the repository
+// root) as a static binary in dir and returns its path.
+func buildStatic(ctx context.Context, root, dir, pkg string) (string, error) {
+	bin := filepath.Join(dir, path.Base(pkg))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %w\n%s", pkg, err, strings.TrimSpace(string(out)))
+	}
+	return bin, nil
 }
 
 // A 1 MiB/s limit on a disk holds a guest's dd to 1 MiB/s within 10%.
