@@ -204,6 +204,17 @@ h2=$!
 h3=$!
 "$x" host-connect "$WORK/v.sock" 1235 %[3]d %[2]d 14 13 > "$WORK/h1235" 2>&1 &
 h4=$!
+# Evidence for a run that hangs (a good one ends in about 80 s): level 1's
+# KVM counters twice, 5 s apart, while the guest is stuck, to tell a
+# guest spinning in its own code (no exits but external interrupts) from
+# one halted or one that exits to level 1's KVM without end.
+( sleep 130
+for n in 1 2; do
+	[ -S "$WORK/v.sock" ] || exit 0
+	echo "@@PROBE $(cd /sys/kernel/debug/kvm 2> /dev/null && for f in exits halt_exits halt_wakeup irq_exits irq_injections irq_window_exits nmi_injections pf_taken pf_fixed pf_emulate pf_spurious io_exits mmio_exits insn_emulation request_irq_exits signal_exits; do printf '%%s=%%s ' $f "$(cat $f 2> /dev/null)"; done)"
+	sleep 5
+done ) &
+probe=$!
 `, vsockBigBytes, vsockSmallBytes, vsockConns))
 		b.WriteString(vmmRun(step, "GUEST_BZIMAGE", guestCmdline+" vmmtest=vsock", "--memory", "1G", "--vsock", `cid=3,uds="$WORK/v.sock"`))
 		b.WriteString(strings.ReplaceAll(`
@@ -211,7 +222,7 @@ h4=$!
 # what is left (a failed run).
 i=0
 while [ $i -lt 20 ] && { kill -0 $h1 || kill -0 $h2 || kill -0 $h3 || kill -0 $h4; } 2> /dev/null; do sleep 1; i=$((i + 1)); done
-kill $h1 $h2 $h3 $h4 2> /dev/null
+kill $h1 $h2 $h3 $h4 $probe 2> /dev/null
 for f in h5000 h5001 h1234 h1235; do sed "s/^/$f| /" "$WORK/$f"; done
 metric STEP $(grep -h '_ok=' "$WORK/h5000" "$WORK/h5001" "$WORK/h1234" "$WORK/h1235")
 [ -e "$WORK/v.sock" ] && metric STEP uds_left=1 || metric STEP uds_left=0
