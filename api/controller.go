@@ -64,6 +64,7 @@ type Controller struct {
 	res     *VMResources
 	started bool
 	m       *machine.Machine
+	lastDev machine.DeviceStats // device counters at the last metrics flush
 	logCfg  *Logger
 	metCfg  *Metrics
 
@@ -218,7 +219,10 @@ func (c *Controller) apply(r Request) (any, error) {
 		if !c.started {
 			return nil, fault(msgPreBoot)
 		}
-		return nil, fault("SendCtrlAltDel is not supported yet (it needs the i8042 keyboard)")
+		if err := c.m.SendCtrlAltDel(); err != nil {
+			return nil, fault("%v", err)
+		}
+		return nil, nil
 	case FlushMetrics:
 		return nil, c.flushMetrics()
 	case Unsupported:
@@ -237,13 +241,20 @@ func (c *Controller) patchDrive(u DriveUpdate) error {
 	}
 	d := &c.res.Drives[i]
 	if u.PathOnHost != nil && *u.PathOnHost != d.PathOnHost {
-		return fault("Unable to patch the block device: changing path_on_host of a running microVM is not supported yet.")
+		// Firecracker's BlockDeviceUpdate: the new file backs the drive
+		// from now on, and the guest is told its size may have changed.
+		if err := c.m.SwapDisk(i, *u.PathOnHost); err != nil {
+			return fault("Unable to patch the block device: %v", err)
+		}
+		d.PathOnHost = *u.PathOnHost
 	}
-	rl := patchLimiter(d.RateLimiter, u.RateLimiter)
-	if err := c.m.SetDiskRateLimit(i, limiterConfig(rl)); err != nil {
-		return fault("Unable to patch the block device: %v", err)
+	if u.RateLimiter != nil {
+		rl := patchLimiter(d.RateLimiter, u.RateLimiter)
+		if err := c.m.SetDiskRateLimit(i, limiterConfig(rl)); err != nil {
+			return fault("Unable to patch the block device: %v", err)
+		}
+		d.RateLimiter = rl
 	}
-	d.RateLimiter = rl
 	return nil
 }
 
@@ -368,6 +379,20 @@ func (c *Controller) flushMetrics() error {
 			exits[k] = v
 		}
 		extra["vcpu"] = map[string]any{"exits": exits}
+		dev := c.m.DeviceStats()
+		var drives, ifaces []string
+		for _, d := range c.res.Drives {
+			drives = append(drives, d.DriveID)
+		}
+		for _, n := range c.res.NICs {
+			ifaces = append(ifaces, n.IfaceID)
+		}
+		for k, v := range deviceMetrics(dev, c.lastDev, drives, ifaces) {
+			extra[k] = v
+		}
+		if c.metrics.Configured() {
+			c.lastDev = dev
+		}
 	}
 	return c.metrics.Flush(extra)
 }

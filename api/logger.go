@@ -33,6 +33,15 @@ func (l Level) String() string {
 	return levelNames[l]
 }
 
+// tag is the level as a log line shows it: Firecracker prints the Rust
+// log crate's Level names (ERROR, WARN, INFO, DEBUG, TRACE).
+func (l Level) tag() string {
+	if l == LevelWarning {
+		return "WARN"
+	}
+	return strings.ToUpper(l.String())
+}
+
 // parseLevel accepts Firecracker's level names in any case ("warn" too,
 // which its LevelFilter::from_str takes).
 func parseLevel(s string) (Level, error) {
@@ -121,7 +130,11 @@ func openOutput(path string) (*os.File, error) {
 }
 
 // Logf writes one line at level.
-func (l *Log) Logf(level Level, format string, args ...any) {
+func (l *Log) Logf(level Level, format string, args ...any) { l.write(level, format, args...) }
+
+// write formats the line; called only from Logf and the level helpers,
+// so the caller two frames up is where the log call was made.
+func (l *Log) write(level Level, format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if level == LevelOff || level > l.level {
@@ -133,7 +146,7 @@ func (l *Log) Logf(level Level, format string, args ...any) {
 	b.WriteString(l.id)
 	b.WriteString(":main")
 	if l.showLevel {
-		b.WriteString(":" + strings.ToUpper(level.String()))
+		b.WriteString(":" + level.tag())
 	}
 	if l.showOrigin {
 		if _, file, line, ok := runtime.Caller(2); ok {
@@ -146,9 +159,9 @@ func (l *Log) Logf(level Level, format string, args ...any) {
 	_, _ = io.WriteString(l.w, b.String()) // a log that cannot be written is not an error to report
 }
 
-func (l *Log) Errorf(format string, args ...any) { l.Logf(LevelError, format, args...) }
-func (l *Log) Warnf(format string, args ...any)  { l.Logf(LevelWarning, format, args...) }
-func (l *Log) Infof(format string, args ...any)  { l.Logf(LevelInfo, format, args...) }
+func (l *Log) Errorf(format string, args ...any) { l.write(LevelError, format, args...) }
+func (l *Log) Warnf(format string, args ...any)  { l.write(LevelWarning, format, args...) }
+func (l *Log) Infof(format string, args ...any)  { l.write(LevelInfo, format, args...) }
 
 // Close closes the log file, if one was opened.
 func (l *Log) Close() error {

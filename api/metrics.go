@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/vmm-dev/vmm/machine"
 )
 
 // MetricsWriter counts API requests and writes them, with the VM's exit
@@ -96,4 +98,71 @@ func (m *MetricsWriter) Close() error {
 	err := m.file.Close()
 	m.file = nil
 	return err
+}
+
+// deviceMetrics turns the devices' counters into Firecracker's groups:
+// "block" and "net" sum every device, "block_<drive_id>" and
+// "net_<iface_id>" are each one's (src/vmm/src/logger/metrics.rs and the
+// devices' metrics.rs: BlockDeviceMetrics, NetDeviceMetrics). The
+// counters are what happened since prev, the previous flush, as
+// Firecracker's SharedIncMetric reset on every write.
+func deviceMetrics(cur, prev machine.DeviceStats, driveIDs, ifaceIDs []string) map[string]any {
+	out := map[string]any{}
+	block := map[string]uint64{}
+	for i, d := range cur.Disks {
+		var p machine.DiskStats
+		if i < len(prev.Disks) {
+			p = prev.Disks[i]
+		}
+		g := map[string]uint64{
+			"read_bytes":                    d.ReadBytes - p.ReadBytes,
+			"write_bytes":                   d.WriteBytes - p.WriteBytes,
+			"read_count":                    d.ReadCount - p.ReadCount,
+			"write_count":                   d.WriteCount - p.WriteCount,
+			"flush_count":                   d.FlushCount - p.FlushCount,
+			"invalid_reqs_count":            d.InvalidReqs - p.InvalidReqs,
+			"execute_fails":                 d.ExecuteFails - p.ExecuteFails,
+			"rate_limiter_throttled_events": d.RateLimiterThrottled - p.RateLimiterThrottled,
+		}
+		addInto(block, g)
+		if i < len(driveIDs) {
+			out["block_"+driveIDs[i]] = g
+		}
+	}
+	if len(cur.Disks) > 0 {
+		out["block"] = block
+	}
+	nets := map[string]uint64{}
+	for i, n := range cur.NICs {
+		var p machine.NICStats
+		if i < len(prev.NICs) {
+			p = prev.NICs[i]
+		}
+		g := map[string]uint64{
+			"rx_bytes_count":            n.RXBytes - p.RXBytes,
+			"rx_packets_count":          n.RXFrames - p.RXFrames,
+			"rx_fails":                  n.RXErrors - p.RXErrors,
+			"no_rx_avail_buffer":        n.RXStalls - p.RXStalls,
+			"rx_rate_limiter_throttled": n.RXThrottled - p.RXThrottled,
+			"tx_bytes_count":            n.TXBytes - p.TXBytes,
+			"tx_packets_count":          n.TXFrames - p.TXFrames,
+			"tx_fails":                  n.TXErrors - p.TXErrors,
+			"tx_malformed_frames":       n.TXMalformed - p.TXMalformed,
+			"tx_rate_limiter_throttled": n.TXThrottled - p.TXThrottled,
+		}
+		addInto(nets, g)
+		if i < len(ifaceIDs) {
+			out["net_"+ifaceIDs[i]] = g
+		}
+	}
+	if len(cur.NICs) > 0 {
+		out["net"] = nets
+	}
+	return out
+}
+
+func addInto(sum, g map[string]uint64) {
+	for k, v := range g {
+		sum[k] += v
+	}
 }

@@ -13,8 +13,11 @@ const (
 	com1Port = 0x3f8
 	com1GSI  = 4
 
-	i8042Port     = 0x60
-	i8042Len      = 5
+	i8042Port = 0x60
+	i8042Len  = 5
+	// i8042KbdGSI is ISA IRQ 1, the keyboard's, identity-mapped on the
+	// IOAPIC as the MADT leaves it.
+	i8042KbdGSI   = 1
 	progressPort  = 0x80
 	ioapicAddr    = 0xfec0_0000
 	acpiTableBase = 0x000e_0000

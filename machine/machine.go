@@ -43,6 +43,7 @@ type Machine struct {
 	vcpus    []*vcpu.VCPU
 	uart     *serial.UART
 	progress *i8042.ProgressPort
+	kbd      *i8042.Controller
 	panics   *panicWatch
 	panicked panicState
 	pci      *pciHost     // nil with the virtio-mmio transport

@@ -25,6 +25,12 @@ func (m *Machine) addPlatformDevices() error {
 	m.onClose(m.stopPanicTimer)
 	m.uart = serial.New(m.panics, irq)
 	m.progress = i8042.NewProgressPort(m.cfg.Progress)
+	kbdIRQ, err := m.newIRQLine(i8042KbdGSI)
+	if err != nil {
+		return fmt.Errorf("i8042 keyboard: %w", err)
+	}
+	m.kbd = i8042.New(m.power)
+	m.kbd.SetKeyboardInterrupt(kbdIRQ)
 	pm := power.New(power.DefaultRegisters, m.power)
 	for _, d := range []struct {
 		name       string
@@ -35,7 +41,7 @@ func (m *Machine) addPlatformDevices() error {
 		}
 	}{
 		{"COM1", com1Port, 8, m.uart},
-		{"i8042", i8042Port, i8042Len, i8042.New(m.power)},
+		{"i8042", i8042Port, i8042Len, m.kbd},
 		{"boot-progress port", progressPort, 1, m.progress},
 		{"CMOS RTC", rtc.Base, rtc.Ports, rtc.New()},
 		{"ACPI power registers", pm.Base(), pm.Len(), pm},
@@ -87,3 +93,16 @@ func (m *Machine) writeFirmwareTables(virtio []virtioSlot) error {
 // ProgressRecords returns the guest's writes to the boot-progress port,
 // with their times since the VM was built.
 func (m *Machine) ProgressRecords() []i8042.ProgressRecord { return m.progress.Records() }
+
+// SendCtrlAltDel types Ctrl+Alt+Del on the i8042 keyboard, as
+// Firecracker's SendCtrlAltDel action does. Linux's i8042 driver finds
+// the controller only when told to probe it (i8042.nopnp, in
+// Firecracker's default command line: the FADT says there is no 8042),
+// and then restarts on the key combination, or signals init if init
+// took Ctrl+Alt+Del for itself.
+func (m *Machine) SendCtrlAltDel() error {
+	if err := m.kbd.SendCtrlAltDel(); err != nil {
+		return fmt.Errorf("send Ctrl+Alt+Del: %w", err)
+	}
+	return nil
+}

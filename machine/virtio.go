@@ -288,3 +288,59 @@ func (m *Machine) SetBalloonStatsInterval(d time.Duration) error {
 // VirtioConsole returns the virtio-console device; nil without
 // Config.ConsolePorts.
 func (m *Machine) VirtioConsole() *vconsole.Console { return m.vconsole }
+
+// SwapDisk replaces the backing file of disk i (in Config.Disks order)
+// on the running machine and tells the driver its configuration changed,
+// so the guest re-reads the capacity (Firecracker's PATCH /drives
+// path_on_host). The disks are the first virtio devices, so disk i's
+// transport is cores[i].
+func (m *Machine) SwapDisk(i int, path string) error {
+	if i < 0 || i >= len(m.disks) {
+		return fmt.Errorf("%w: disk %d of %d", ErrNoDevice, i, len(m.disks))
+	}
+	if err := m.disks[i].Swap(path); err != nil {
+		return fmt.Errorf("disk %d: %w", i, err)
+	}
+	if i < len(m.cores) {
+		if err := m.cores[i].ConfigChanged(); err != nil {
+			return fmt.Errorf("disk %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// DiskPath returns the file backing disk i now.
+func (m *Machine) DiskPath(i int) (string, error) {
+	if i < 0 || i >= len(m.disks) {
+		return "", fmt.Errorf("%w: disk %d of %d", ErrNoDevice, i, len(m.disks))
+	}
+	return m.disks[i].Path(), nil
+}
+
+// DeviceStats are the counters of the virtio devices, for metrics.
+type DeviceStats struct {
+	Disks []DiskStats // in Config.Disks order
+	NICs  []NICStats  // in Config.NICs order
+}
+
+// DiskStats are a disk's counters.
+type DiskStats = blk.Stats
+
+// NICStats are a NIC's counters and its limiters' throttled events.
+type NICStats struct {
+	net.Stats
+	RXThrottled, TXThrottled uint64
+}
+
+// DeviceStats returns the devices' counters now.
+func (m *Machine) DeviceStats() DeviceStats {
+	var s DeviceStats
+	for _, d := range m.disks {
+		s.Disks = append(s.Disks, d.Stats())
+	}
+	for _, n := range m.nics {
+		s.NICs = append(s.NICs, NICStats{Stats: n.Stats(),
+			RXThrottled: n.RXLimiter().Throttled(), TXThrottled: n.TXLimiter().Throttled()})
+	}
+	return s
+}

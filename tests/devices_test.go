@@ -28,6 +28,12 @@ import (
 //     256 KiB from /dev/hwrng.
 //   - balloon: `--memory 512M --balloon 256`; the guest loads
 //     virtio_balloon and its MemTotal falls by 256 MiB.
+//   - balloon-rss: Firecracker's API (`vmm firecracker --api-sock
+//     --config-file`, a balloon of 0 MiB): the guest fills and frees
+//     300 MiB of its RAM; level 1 reads vmm's VmRSS, PATCHes the balloon
+//     to 256 MiB (fcapi, tests/cmd/fcapi), reads VmRSS again once the
+//     guest's MemTotal fell, then PATCHes it back to 0 and the guest gets
+//     its memory back.
 //   - vsock: `--vsock cid=3,uds=...`; vsockx (tests/guest/vsockx) on both
 //     sides moves 64 MiB each way through one host-initiated and one
 //     guest-initiated connection, then 32 of each at once, 1 MiB each way,
@@ -69,10 +75,27 @@ i=0
 while [ $i -lt 60 ] && [ $(( before - $(memtotal) )) -lt 258048 ]; do sleep 1; i=$((i + 1)); done
 echo "@@GUEST balloon_before_kb=$before balloon_after_kb=$(memtotal) balloon_secs=$i"
 `,
+		"balloonrss": `
+memtotal() { sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo; }
+insmod /lib/modules/extra/virtio_balloon.ko || echo "@@GUEST insmod-failed module=virtio_balloon"
+before=$(memtotal)
+# Touch 300 MiB of RAM (tmpfs pages), then free it: vmm's RSS keeps it.
+dd if=/dev/zero of=/tmp/fill bs=1M count=300 2> /dev/null
+rm /tmp/fill
+echo "@@GUEST balloon_touched=1 memtotal_before_kb=$before"
+i=0
+while [ $i -lt 600 ] && [ $(( before - $(memtotal) )) -lt 258048 ]; do sleep 0.2; i=$((i + 1)); done
+echo "@@GUEST balloon_inflated=1 memtotal_inflated_kb=$(memtotal)"
+i=0
+while [ $i -lt 600 ] && [ $(( before - $(memtotal) )) -gt 4096 ]; do sleep 0.2; i=$((i + 1)); done
+echo "@@GUEST balloon_deflated=1 memtotal_deflated_kb=$(memtotal)"
+`,
 		"vsock": fmt.Sprintf(`
 for m in vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport; do
 	insmod /lib/modules/extra/$m.ko || echo "@@GUEST insmod-failed module=$m"
 done
+# Where each module sits, to read a stop report's RIP and stack against.
+sed 's/^/modules| /' /proc/modules
 vsockx guest-serve 1234 1 %[1]d 11 12 > /tmp/s1234 2>&1 &
 s1=$!
 vsockx guest-serve 1235 %[3]d %[2]d 13 14 > /tmp/s1235 2>&1 &
@@ -89,22 +112,95 @@ dd if=/dev/zero of="$WORK/limit.img" bs=1M count=16 2> /dev/null
 ` + vmmRun("disk-limit", "GUEST_BZIMAGE", guestCmdline+" vmmtest=disklimit", "--disk", `"$WORK/limit.img,bw=1M"`) + `
 ` + vmmRun("entropy", "GUEST_BZIMAGE", guestCmdline+" vmmtest=entropy", "--entropy", "on") + `
 ` + vmmRun("balloon", "GUEST_BZIMAGE", guestCmdline+" vmmtest=balloon", "--memory", "512M", "--balloon", "256") + `
-` + vsockScript(),
+` + balloonRSSScript + vsockScript(),
 }
 
-// vsockE2EEnv turns the vsock scenario on. It is off by default: its first
-// runs in the sandbox hung the guest as soon as its vsock driver bound (the
-// vCPU spun 6m42s inside a module with interrupts off, no exit after an
-// InterruptACK write; vmm's stop report), and the cause is not found yet.
-// The device's own tests (devices/virtio/vsock) play the driver and pass.
+// balloonRSSScript is the balloon-rss step's level-1 part: vmm runs in
+// the background under run_vmm while this script watches its console
+// (run_vmm's $WORK/NAME.out fills as it runs), reads its VmRSS and
+// drives the balloon through the API socket.
+const balloonRSSScript = `
+cat > "$WORK/bal.json" <<JSON
+{
+  "boot-source": {"kernel_image_path": "$GUEST_BZIMAGE", "initrd_path": "$GUEST_INITRD", "boot_args": "$GUEST_CMDLINE vmmtest=balloonrss"},
+  "machine-config": {"vcpu_count": 1, "mem_size_mib": 512},
+  "balloon": {"amount_mib": 0, "deflate_on_oom": false}
+}
+JSON
+run_vmm balloon-rss firecracker --api-sock "$WORK/bal.sock" --config-file "$WORK/bal.json" &
+bal=$!
+bal_wait() { # MARKER: wait up to 120 s for the guest to print it
+	local i=0
+	while [ $i -lt 600 ] && ! grep -q "$1" "$WORK/balloon-rss.out" 2> /dev/null; do sleep 0.2; i=$((i + 1)); done
+	grep -q "$1" "$WORK/balloon-rss.out" 2> /dev/null
+}
+bal_rss() { # vmm's VmRSS in kB
+	local p
+	for p in /proc/[0-9]*; do
+		case "$(tr '\0' ' ' < "$p/cmdline" 2> /dev/null)" in
+		"$VMM firecracker --api-sock $WORK/bal.sock"*)
+			sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "$p/status"
+			return ;;
+		esac
+	done
+	echo 0
+}
+rss_touched=0 rss_inflated=0 rss_deflated=0
+if bal_wait balloon_touched=1; then
+	rss_touched=$(bal_rss)
+	"$DATA/fcapi" call "$WORK/bal.sock" PATCH /balloon '{"amount_mib": 256}'
+	bal_wait balloon_inflated=1 && sleep 1
+	rss_inflated=$(bal_rss)
+	"$DATA/fcapi" call "$WORK/bal.sock" PATCH /balloon '{"amount_mib": 0}'
+	bal_wait balloon_deflated=1
+	rss_deflated=$(bal_rss)
+fi
+wait $bal
+metric balloon-rss rss_touched_kb=$rss_touched rss_inflated_kb=$rss_inflated rss_deflated_kb=$rss_deflated
+`
+
+// vsockE2EEnv turns the vsock scenario on. It is off by default because
+// level 1, not the guest, hangs under it. Evidence (tests/README.md, "The
+// vsock scenario and level 1's khugepaged"): in the run of 2026-12-01
+// 13:33 level 1's khugepaged soft-locked ("watchdog: BUG: soft lockup -
+// CPU#1 stuck for 26s! [khugepaged:35]", then every 28 s for 15 min)
+// 100 s into the vsock step, and level 1 never ran the step's timeout;
+// in the earlier hung run the step's l1_thp_collapse_alloc was 3 (huge
+// pages collapsed under the running guest, whose RAM vmm marks
+// MADV_HUGEPAGE), in the passing repeat 0, and that repeat moved 64 MiB
+// each way and 32+32 connections intact. The device's own tests
+// (devices/virtio/vsock) play the driver and pass.
 const vsockE2EEnv = "VMM_E2E_VSOCK"
+
+// vsockRunsEnv repeats the vsock step in the same level-1 machine
+// (steps vsock, vsock-2, ...), to measure how often a run fails.
+const vsockRunsEnv = "VMM_E2E_VSOCK_RUNS"
+
+func vsockRuns() int {
+	n, err := strconv.Atoi(os.Getenv(vsockRunsEnv))
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// vsockStep names the i-th run (0-based) of the vsock step.
+func vsockStep(i int) string {
+	if i == 0 {
+		return "vsock"
+	}
+	return fmt.Sprintf("vsock-%d", i+1)
+}
 
 // vsockScript is the vsock step's level-1 part, when vsockE2EEnv is set.
 func vsockScript() string {
 	if os.Getenv(vsockE2EEnv) == "" {
 		return ""
 	}
-	return fmt.Sprintf(`
+	var b strings.Builder
+	for i := range vsockRuns() {
+		step := vsockStep(i)
+		b.WriteString(fmt.Sprintf(`
 x="$DATA/vsockx"
 "$x" host-serve "$WORK/v.sock_5000" 1 %[1]d 22 21 > "$WORK/h5000" 2>&1 &
 h1=$!
@@ -114,23 +210,38 @@ h2=$!
 h3=$!
 "$x" host-connect "$WORK/v.sock" 1235 %[3]d %[2]d 14 13 > "$WORK/h1235" 2>&1 &
 h4=$!
-`, vsockBigBytes, vsockSmallBytes, vsockConns) +
-		vmmRun("vsock", "GUEST_BZIMAGE", guestCmdline+" vmmtest=vsock", "--memory", "1G", "--vsock", `cid=3,uds="$WORK/v.sock"`) + `
+# Evidence for a run that hangs (a good one ends in about 80 s): level 1's
+# KVM counters twice, 5 s apart, while the guest is stuck, to tell a
+# guest spinning in its own code (no exits but external interrupts) from
+# one halted or one that exits to level 1's KVM without end.
+( sleep 130
+for n in 1 2; do
+	[ -S "$WORK/v.sock" ] || exit 0
+	echo "@@PROBE $(cd /sys/kernel/debug/kvm 2> /dev/null && for f in exits halt_exits halt_wakeup irq_exits irq_injections irq_window_exits nmi_injections pf_taken pf_fixed pf_emulate pf_spurious io_exits mmio_exits insn_emulation request_irq_exits signal_exits; do printf '%%s=%%s ' $f "$(cat $f 2> /dev/null)"; done)"
+	sleep 5
+done ) &
+probe=$!
+`, vsockBigBytes, vsockSmallBytes, vsockConns))
+		b.WriteString(vmmRun(step, "GUEST_BZIMAGE", guestCmdline+" vmmtest=vsock", "--memory", "1G", "--vsock", `cid=3,uds="$WORK/v.sock"`))
+		b.WriteString(strings.ReplaceAll(`
 # The host sides end with their streams; give them a moment, then stop
 # what is left (a failed run).
 i=0
 while [ $i -lt 20 ] && { kill -0 $h1 || kill -0 $h2 || kill -0 $h3 || kill -0 $h4; } 2> /dev/null; do sleep 1; i=$((i + 1)); done
-kill $h1 $h2 $h3 $h4 2> /dev/null
+kill $h1 $h2 $h3 $h4 $probe 2> /dev/null
 for f in h5000 h5001 h1234 h1235; do sed "s/^/$f| /" "$WORK/$f"; done
-metric vsock $(grep -h '_ok=' "$WORK/h5000" "$WORK/h5001" "$WORK/h1234" "$WORK/h1235")
-[ -e "$WORK/v.sock" ] && metric vsock uds_left=1 || metric vsock uds_left=0
-`
+metric STEP $(grep -h '_ok=' "$WORK/h5000" "$WORK/h5001" "$WORK/h1234" "$WORK/h1235")
+[ -e "$WORK/v.sock" ] && metric STEP uds_left=1 || metric STEP uds_left=0
+rm -f "$WORK/v.sock" "$WORK/v.sock_5000" "$WORK/v.sock_5001"
+`, "STEP", step))
+	}
+	return b.String()
 }
 
 func skipUnlessVsock(t *testing.T) {
 	t.Helper()
 	if os.Getenv(vsockE2EEnv) == "" {
-		t.Skipf("set %s=1: the guest hangs once its vsock driver binds (tests/devices_test.go, vsockE2EEnv)", vsockE2EEnv)
+		t.Skipf("set %s=1: level 1's khugepaged hangs level 1 during this scenario (tests/devices_test.go, vsockE2EEnv)", vsockE2EEnv)
 	}
 }
 
@@ -155,7 +266,12 @@ func devicesStep(t *testing.T, name string) *sandbox.Step {
 	if testing.Short() {
 		t.Skip("end-to-end scenario: skipped with -short")
 	}
-	devicesFiles.once.Do(func() { devicesFiles.err = prepareDevicesGroup() })
+	devicesFiles.once.Do(func() {
+		// Repeated vsock runs measure failures: none is hidden by a
+		// repeat of the group.
+		devicesGroup.noRepeat = vsockRuns() > 1
+		devicesFiles.err = prepareDevicesGroup()
+	})
 	require.NoError(t, devicesFiles.err, "files of the devices group")
 	return devicesGroup.step(t, name)
 }
@@ -192,7 +308,25 @@ func prepareDevicesGroup() error {
 	}
 	devicesGroup.guestFiles = append(devicesGroup.guestFiles, sandbox.File{Name: "/bin/vsockx", HostPath: bin, Mode: 0o755})
 	devicesGroup.files = append(devicesGroup.files, sandbox.File{Name: "vsockx", HostPath: bin, Mode: 0o755})
+	fcapi, err := buildStatic(ctx, root, dir, "./tests/cmd/fcapi")
+	if err != nil {
+		return err
+	}
+	devicesGroup.files = append(devicesGroup.files, sandbox.File{Name: "fcapi", HostPath: fcapi, Mode: 0o755})
 	return nil
+}
+
+// buildStatic builds the command at pkg (a path from the repository
+// root) as a static binary in dir and returns its path.
+func buildStatic(ctx context.Context, root, dir, pkg string) (string, error) {
+	bin := filepath.Join(dir, path.Base(pkg))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %w\n%s", pkg, err, strings.TrimSpace(string(out)))
+	}
+	return bin, nil
 }
 
 // A 1 MiB/s limit on a disk holds a guest's dd to 1 MiB/s within 10%.
@@ -229,6 +363,26 @@ func TestBalloonInflates(t *testing.T) {
 	assert.InDelta(t, 256<<10, before-after, 4<<10, "MemTotal fell by the balloon\n%s", s.Describe())
 }
 
+// Inflating the balloon by 256 MiB through the API lowers vmm's RSS by at
+// least 200 MiB once the guest has touched its memory (the pages go back
+// with MADV_DONTNEED), and deflating gives the guest its memory back.
+func TestBalloonInflateLowersRSS(t *testing.T) {
+	s := devicesStep(t, "balloon-rss")
+	requireCleanExit(t, s, "vmm guest: poweroff -f")
+	kb := func(k string) int {
+		v, err := strconv.Atoi(s.Values[k])
+		require.NoError(t, err, "%s\n%s", k, s.Describe())
+		return v
+	}
+	touched, inflated, deflated := kb("rss_touched_kb"), kb("rss_inflated_kb"), kb("rss_deflated_kb")
+	before, down, back := kb("memtotal_before_kb"), kb("memtotal_inflated_kb"), kb("memtotal_deflated_kb")
+	t.Logf("metric: balloon-rss: VmRSS %d -> %d -> %d KiB; MemTotal %d -> %d -> %d KiB",
+		touched, inflated, deflated, before, down, back)
+	assert.GreaterOrEqual(t, touched-inflated, 200<<10, "VmRSS fell by at least 200 MiB\n%s", s.Describe())
+	assert.InDelta(t, 256<<10, before-down, 4<<10, "MemTotal fell by the balloon\n%s", s.Describe())
+	assert.InDelta(t, before, back, 4<<10, "deflating gave the memory back\n%s", s.Describe())
+}
+
 // 64 MiB each way through a host-initiated and a guest-initiated vsock
 // connection arrive with equal checksums.
 func TestVsockTransfer64MiB(t *testing.T) {
@@ -240,6 +394,25 @@ func TestVsockTransfer64MiB(t *testing.T) {
 		t.Logf("metric: vsock %s: %s bytes in %s ms", k, s.Values[k+"_in"], s.Values[k+"_ms"])
 	}
 	assert.Equal(t, "0", s.Values["uds_left"], "vmm removes its socket at exit")
+}
+
+// With VMM_E2E_VSOCK_RUNS=N the vsock step runs N times in one level-1
+// machine; every run must pass as the first does.
+func TestVsockRepeatedRuns(t *testing.T) {
+	skipUnlessVsock(t)
+	if vsockRuns() < 2 {
+		t.Skipf("set %s=N to repeat the vsock step", vsockRunsEnv)
+	}
+	for i := 1; i < vsockRuns(); i++ {
+		s := devicesStep(t, vsockStep(i))
+		if !assert.Equal(t, 0, s.RC, "%s\n%s", vsockStep(i), s.Describe()) {
+			continue
+		}
+		for _, k := range []string{"guest_serve_1234", "host_connect_1234", "guest_connect_5000", "host_serve_5000"} {
+			assert.Equal(t, "1", s.Values[k+"_ok"], "%s %s (err %s)", vsockStep(i), k, s.Values[k+"_err"])
+		}
+		t.Logf("metric: %s: 64 MiB host->guest in %s ms, guest->host in %s ms", vsockStep(i), s.Values["host_connect_1234_ms"], s.Values["guest_connect_5000_ms"])
+	}
 }
 
 // 32 host-initiated and 32 guest-initiated connections at once all

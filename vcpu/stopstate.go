@@ -1,11 +1,13 @@
 package vcpu
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/vmm-dev/vmm/kvm"
+	"github.com/vmm-dev/vmm/memory"
 )
 
 // StopState is where a vCPU was when the host stopped the VM (a signal, a
@@ -25,6 +27,15 @@ type StopState struct {
 	SinceLastExit time.Duration
 	Regs          kvm.Regs
 	CR0, CR3      uint64
+	// Code is the 15 bytes at RIP, nil where RIP is not in guest RAM.
+	Code []byte
+	// StackText are the words on the guest's stack, from RSP up, that
+	// look like addresses in a 64-bit kernel's text or modules (the top
+	// 2 GiB): the return addresses of the functions the vCPU is in,
+	// mixed with stale ones, as Linux's own unreliable stack dump
+	// prints them. With /proc/modules from the same boot they name the
+	// loop a guest spins in.
+	StackText []uint64
 	// Err is why the registers could not be read; the rest still holds.
 	Err error
 }
@@ -49,6 +60,15 @@ func (s StopState) String() string {
 	}
 	fmt.Fprintf(&b, "; RIP %#x RSP %#x RFLAGS %#x (interrupts %s) CR0 %#x CR3 %#x",
 		s.Regs.RIP, s.Regs.RSP, s.Regs.RFLAGS, onOff(s.Regs.RFLAGS&rflagsIF != 0), s.CR0, s.CR3)
+	if s.Code != nil {
+		fmt.Fprintf(&b, "; code % x", s.Code)
+	}
+	if len(s.StackText) > 0 {
+		b.WriteString("; stack text")
+		for _, w := range s.StackText {
+			fmt.Fprintf(&b, " %#x", w)
+		}
+	}
 	return b.String()
 }
 
@@ -78,6 +98,8 @@ func (v *VCPU) takeStopState(entered, interrupted time.Time) {
 		var sregs kvm.Sregs
 		if sregs, s.Err = v.fd.Sregs(); s.Err == nil {
 			s.CR0, s.CR3 = sregs.CR0, sregs.CR3
+			s.Code = v.instructionBytes(sregs.CS.Base + s.Regs.RIP)
+			s.StackText = kernelTextWords(v.stackBytes(sregs.SS.Base+s.Regs.RSP), maxStackText)
 		}
 	}
 	v.stop = &s
@@ -86,3 +108,50 @@ func (v *VCPU) takeStopState(entered, interrupted time.Time) {
 // StopState returns where the vCPU was when a stop ended Run; nil when Run
 // ended otherwise or has not returned. Call it only after Run returned.
 func (v *VCPU) StopState() *StopState { return v.stop }
+
+// Stack scan bounds: how much of the stack is read, and how many words
+// are kept.
+const (
+	stackScanBytes = 2048
+	maxStackText   = 24
+)
+
+// kernelTextStart is the lowest address of x86-64 Linux's kernel text
+// mapping and module area (Documentation/arch/x86/x86_64/mm.rst: the
+// kernel at 0xffffffff80000000, modules above it).
+const kernelTextStart = 0xffff_ffff_8000_0000
+
+// stackBytes reads up to stackScanBytes of guest stack from the linear
+// address sp, page by page, stopping where a page does not translate to
+// guest RAM.
+func (v *VCPU) stackBytes(sp uint64) []byte {
+	var out []byte
+	for len(out) < stackScanBytes {
+		addr := sp + uint64(len(out))
+		n := min(uint64(stackScanBytes-len(out)), pageSize-addr%pageSize)
+		phys, ok, err := v.fd.Translate(addr)
+		if err != nil || !ok {
+			break
+		}
+		b := make([]byte, n)
+		if v.mem.ReadAt(b, memory.GuestAddr(phys)) != nil {
+			break
+		}
+		out = append(out, b...)
+	}
+	return out
+}
+
+const pageSize = 4096
+
+// kernelTextWords returns, in stack order, up to max aligned
+// little-endian words of b at or above kernelTextStart.
+func kernelTextWords(b []byte, max int) []uint64 {
+	var out []uint64
+	for i := 0; i+8 <= len(b) && len(out) < max; i += 8 {
+		if w := binary.LittleEndian.Uint64(b[i:]); w >= kernelTextStart && w != ^uint64(0) {
+			out = append(out, w)
+		}
+	}
+	return out
+}

@@ -26,7 +26,7 @@ func TestControllerReads(t *testing.T) {
 		off  uint64
 		want byte
 	}{
-		{"status: no data, input buffer empty", offsetCommand, 0x00},
+		{"status: no data, input buffer empty, system flag, not inhibited", offsetCommand, strSysFlag | strKeylock},
 		{"data port", offsetData, 0x00},
 		{"port 0x62 is not decoded", 2, 0xff},
 		{"port 0x63 is not decoded", 3, 0xff},
@@ -49,7 +49,7 @@ func TestResetCommands(t *testing.T) {
 		{"0xf0 pulses all lines, reset included", [][2]byte{{offsetCommand, 0xf0}}, 1},
 		{"0xff pulses nothing", [][2]byte{{offsetCommand, 0xff}}, 0},
 		{"0xfd pulses line 1 only", [][2]byte{{offsetCommand, 0xfd}}, 0},
-		{"other commands are ignored", [][2]byte{{offsetCommand, 0x20}, {offsetCommand, 0xaa}, {offsetCommand, 0xad}}, 0},
+		{"other commands do not reset", [][2]byte{{offsetCommand, 0x20}, {offsetCommand, 0xaa}, {offsetCommand, 0xad}}, 0},
 		{"write output port with reset low", [][2]byte{{offsetCommand, 0xd1}, {offsetData, 0xfe}}, 1},
 		{"write output port with reset high", [][2]byte{{offsetCommand, 0xd1}, {offsetData, 0xdf}}, 0},
 		{"data without 0xd1 is not an output-port write", [][2]byte{{offsetData, 0x00}}, 0},
@@ -113,7 +113,7 @@ func TestMultiByteAccess(t *testing.T) {
 	c := New(rec.handle)
 	data := make([]byte, 2)
 	c.Read(3, data) // 0x63, 0x64
-	assert.Equal(t, []byte{0xff, 0x00}, data)
+	assert.Equal(t, []byte{0xff, strSysFlag | strKeylock}, data)
 	c.Write(3, []byte{0x00, 0xfe})
 	assert.Len(t, rec.actions, 1)
 }
@@ -121,9 +121,15 @@ func TestMultiByteAccess(t *testing.T) {
 func FuzzController(f *testing.F) {
 	f.Add([]byte{4, 0xd1, 0, 0xfe})
 	f.Add([]byte{4, 0xfe, 1, 0x03})
+	f.Add([]byte{4, 0x60, 0, 0x01, 0, 0xff, 0, 0xf2, 0x80, 0x80, 4, 0x20, 0, 0x80})
 	f.Fuzz(func(t *testing.T, script []byte) {
 		rec := &recorder{}
 		c := New(rec.handle)
+		irq := &counter{}
+		c.SetKeyboardInterrupt(irq)
+		if len(script)%3 == 0 {
+			_ = c.SendCtrlAltDel()
+		}
 		for len(script) >= 2 {
 			off, v := uint64(script[0]%8), script[1]
 			script = script[2:]
@@ -137,6 +143,9 @@ func FuzzController(f *testing.F) {
 			if a != devices.Reset {
 				t.Fatalf("unexpected power action %v", a)
 			}
+		}
+		if len(c.kbd) > kbdQueueMax {
+			t.Fatalf("keyboard buffer grew to %d bytes", len(c.kbd))
 		}
 	})
 }

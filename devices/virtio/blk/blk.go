@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/devices/virtio"
@@ -73,14 +74,20 @@ type Options struct {
 
 // Block is a virtio block device. It implements virtio.Device.
 type Block struct {
-	file     *os.File
-	fd       int
-	path     string
-	sectors  uint64
 	readOnly bool
 	id       [IDLen]byte
-	config   [configSize]byte
 	limiter  *ratelimit.Limiter
+
+	// imgMu guards the backing image: requests hold it shared while they
+	// use the file, Swap exclusively while it replaces it.
+	imgMu   sync.RWMutex
+	file    *os.File
+	fd      int
+	path    string
+	sectors uint64
+	config  [configSize]byte
+
+	stats counters
 
 	mu     sync.Mutex
 	worker *virtio.Worker
@@ -94,28 +101,15 @@ func New(path string, opts Options) (*Block, error) {
 	if len(opts.ID) > IDLen {
 		return nil, fmt.Errorf("disk image %s: %w: %q is %d bytes (at most %d)", path, ErrID, opts.ID, len(opts.ID), IDLen)
 	}
-	flag := os.O_RDWR
-	if opts.ReadOnly {
-		flag = os.O_RDONLY
-	}
-	f, err := os.OpenFile(path, flag, 0)
+	f, sectors, err := openImage(path, opts.ReadOnly)
 	if err != nil {
-		return nil, fmt.Errorf("open disk image: %w", err)
-	}
-	// Seek rather than Stat so block devices report their size too.
-	size, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("disk image %s: size: %w", path, err), f.Close())
-	}
-	if size <= 0 || size%SectorSize != 0 {
-		return nil, errors.Join(fmt.Errorf("disk image %s: %w: %d bytes is not a positive multiple of %d",
-			path, ErrSize, size, SectorSize), f.Close())
+		return nil, err
 	}
 	b := &Block{
 		file:     f,
 		fd:       int(f.Fd()),
 		path:     path,
-		sectors:  uint64(size) / SectorSize,
+		sectors:  sectors,
 		readOnly: opts.ReadOnly,
 		limiter:  opts.RateLimiter,
 	}
@@ -133,12 +127,96 @@ func New(path string, opts Options) (*Block, error) {
 	return b, nil
 }
 
+// openImage opens a raw image and returns its size in sectors.
+func openImage(path string, readOnly bool) (*os.File, uint64, error) {
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open disk image: %w", err)
+	}
+	// Seek rather than Stat so block devices report their size too.
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, 0, errors.Join(fmt.Errorf("disk image %s: size: %w", path, err), f.Close())
+	}
+	if size <= 0 || size%SectorSize != 0 {
+		return nil, 0, errors.Join(fmt.Errorf("disk image %s: %w: %d bytes is not a positive multiple of %d",
+			path, ErrSize, size, SectorSize), f.Close())
+	}
+	return f, uint64(size) / SectorSize, nil
+}
+
+// Swap replaces the backing image with the one at path, opened with the
+// device's read-only setting, and returns once no request uses the old
+// one, which it closes. Requests after it see the new image and its
+// capacity; the caller tells the driver with a configuration-change
+// notification (virtio 1.2 §5.2.4: capacity may change; Linux's
+// virtio_blk re-reads it and resizes the disk). On error the old image
+// stays.
+func (b *Block) Swap(path string) error {
+	f, sectors, err := openImage(path, b.readOnly)
+	if err != nil {
+		return err
+	}
+	b.imgMu.Lock()
+	old := b.file
+	b.file, b.fd, b.path, b.sectors = f, int(f.Fd()), path, sectors
+	binary.LittleEndian.PutUint64(b.config[configCapacity:], sectors)
+	b.imgMu.Unlock()
+	if err := old.Close(); err != nil {
+		return fmt.Errorf("close the replaced disk image: %w", err)
+	}
+	return nil
+}
+
+// counters are the device's Firecracker-style metrics.
+type counters struct {
+	readBytes, writeBytes, readCount, writeCount, flushCount atomic.Uint64
+	invalidReqs, executeFails                                atomic.Uint64
+}
+
+// Stats are the device's counters since it was made (Firecracker's
+// block metrics, by the same names in the metrics file).
+type Stats struct {
+	ReadBytes, WriteBytes uint64
+	ReadCount, WriteCount uint64
+	FlushCount            uint64
+	InvalidReqs           uint64 // requests answered IOERR or UNSUPP before any I/O
+	ExecuteFails          uint64 // I/O that failed on the host
+	RateLimiterThrottled  uint64 // requests that waited for tokens
+}
+
+// Stats returns the counters.
+func (b *Block) Stats() Stats {
+	c := &b.stats
+	return Stats{
+		ReadBytes: c.readBytes.Load(), WriteBytes: c.writeBytes.Load(),
+		ReadCount: c.readCount.Load(), WriteCount: c.writeCount.Load(), FlushCount: c.flushCount.Load(),
+		InvalidReqs: c.invalidReqs.Load(), ExecuteFails: c.executeFails.Load(),
+		RateLimiterThrottled: b.limiter.Throttled(),
+	}
+}
+
+// Path returns the backing image's path.
+func (b *Block) Path() string {
+	b.imgMu.RLock()
+	defer b.imgMu.RUnlock()
+	return b.path
+}
+
 // Limiter returns the device's rate limiter; Update on it changes the
 // limits of a running device.
 func (b *Block) Limiter() *ratelimit.Limiter { return b.limiter }
 
 // Sectors returns the capacity in 512-byte sectors.
-func (b *Block) Sectors() uint64 { return b.sectors }
+func (b *Block) Sectors() uint64 {
+	b.imgMu.RLock()
+	defer b.imgMu.RUnlock()
+	return b.sectors
+}
 
 // Type implements virtio.Device.
 func (b *Block) Type() virtio.DeviceType { return virtio.DeviceBlock }
@@ -158,6 +236,8 @@ func (b *Block) QueueMaxSizes() []uint16 { return []uint16{QueueSize} }
 
 // ReadConfig implements virtio.Device.
 func (b *Block) ReadConfig(offset uint64, data []byte) {
+	b.imgMu.RLock()
+	defer b.imgMu.RUnlock()
 	if offset < configSize {
 		copy(data, b.config[offset:])
 	}
@@ -178,7 +258,7 @@ func (b *Block) Activate(act virtio.Activation) error {
 	s := &server{b: b, stop: b.stop}
 	w, err := virtio.StartWorker(act, 0, s.handle)
 	if err != nil {
-		return fmt.Errorf("disk image %s: %w", b.path, err)
+		return fmt.Errorf("disk image %s: %w", b.Path(), err)
 	}
 	b.worker = w
 	return nil
@@ -199,6 +279,8 @@ func (b *Block) Reset() {
 // Close stops the device and closes the image.
 func (b *Block) Close() error {
 	b.Reset()
+	b.imgMu.Lock()
+	defer b.imgMu.Unlock()
 	if err := b.file.Close(); err != nil {
 		return fmt.Errorf("close disk image %s: %w", b.path, err)
 	}

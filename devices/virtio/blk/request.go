@@ -38,6 +38,8 @@ type server struct {
 	stop   <-chan struct{} // closed on reset
 	data   [][]byte        // the request's data buffers
 	cursor [][]byte        // what remains of them during I/O
+	// ioFailed: the request failed on the host, not for its own fault.
+	ioFailed bool
 }
 
 // handle serves one request chain (virtio 1.2 §5.2.6). The framing makes
@@ -66,6 +68,10 @@ func (s *server) handle(c *virtio.Chain) (uint32, error) {
 
 	status, written := s.serve(c, in)
 	statusBuf[len(statusBuf)-1] = status
+	if status != StatusOK && !s.ioFailed {
+		s.b.stats.invalidReqs.Add(1)
+	}
+	s.ioFailed = false
 
 	// §2.7.8.2: len counts bytes written from the start of the writable
 	// buffers; the status byte counts only when the data before it was
@@ -96,17 +102,22 @@ func (s *server) serve(c *virtio.Chain, in [][]byte) (uint8, uint64) {
 		if buffersLen(out) != 0 {
 			return StatusIOErr, 0
 		}
-		n, ok := b.span(sector, in)
-		if !ok {
+		n := buffersLen(in)
+		if !s.acquire(n) {
 			return StatusIOErr, 0
 		}
-		if !s.acquire(n) {
+		b.imgMu.RLock()
+		defer b.imgMu.RUnlock()
+		if !b.fits(sector, n) {
 			return StatusIOErr, 0
 		}
 		if err := transfer(unix.Preadv, b.fd, s.cursorOf(in), int64(sector*SectorSize), n); err != nil {
 			b.logIOError("read", sector, n, err)
+			s.fail()
 			return StatusIOErr, 0
 		}
+		b.stats.readCount.Add(1)
+		b.stats.readBytes.Add(n)
 		return StatusOK, n
 	case TypeOut:
 		// §5.2.6.2: with VIRTIO_BLK_F_RO offered, writes fail untouched.
@@ -117,26 +128,35 @@ func (s *server) serve(c *virtio.Chain, in [][]byte) (uint8, uint64) {
 		if buffersLen(in) != 0 {
 			return StatusIOErr, 0
 		}
-		n, ok := b.span(sector, out)
-		if !ok {
+		n := buffersLen(out)
+		if !s.acquire(n) {
 			return StatusIOErr, 0
 		}
-		if !s.acquire(n) {
+		b.imgMu.RLock()
+		defer b.imgMu.RUnlock()
+		if !b.fits(sector, n) {
 			return StatusIOErr, 0
 		}
 		if err := transfer(unix.Pwritev, b.fd, out, int64(sector*SectorSize), n); err != nil {
 			b.logIOError("write", sector, n, err)
+			s.fail()
 			return StatusIOErr, 0
 		}
+		b.stats.writeCount.Add(1)
+		b.stats.writeBytes.Add(n)
 		return StatusOK, 0
 	case TypeFlush:
 		if !s.acquire(0) {
 			return StatusIOErr, 0
 		}
+		b.imgMu.RLock()
+		defer b.imgMu.RUnlock()
 		if err := unix.Fdatasync(b.fd); err != nil {
 			b.logIOError("flush", 0, 0, err)
+			s.fail()
 			return StatusIOErr, 0
 		}
+		b.stats.flushCount.Add(1)
 		return StatusOK, 0
 	case TypeGetID:
 		if !s.acquire(0) {
@@ -145,6 +165,12 @@ func (s *server) serve(c *virtio.Chain, in [][]byte) (uint8, uint64) {
 		return StatusOK, fillID(in, b.id[:])
 	}
 	return StatusUnsupp, 0
+}
+
+// fail counts a request that failed on the host.
+func (s *server) fail() {
+	s.ioFailed = true
+	s.b.stats.executeFails.Add(1)
 }
 
 // acquire waits for the rate limiter's tokens for one request moving n
@@ -185,14 +211,12 @@ func buffersLen(bufs [][]byte) uint64 {
 	return n
 }
 
-// span checks that bufs hold whole sectors that fit the disk from sector
-// on, and returns their total size.
-func (b *Block) span(sector uint64, bufs [][]byte) (uint64, bool) {
-	n := buffersLen(bufs)
-	if n%SectorSize != 0 || sector > b.sectors || n/SectorSize > b.sectors-sector {
-		return 0, false
-	}
-	return n, true
+// fits checks that n bytes are whole sectors that fit the disk from
+// sector on. b.imgMu is held: the check is against the image the
+// transfer uses, which a Swap may have made smaller while the request
+// waited for tokens.
+func (b *Block) fits(sector, n uint64) bool {
+	return n%SectorSize == 0 && sector <= b.sectors && n/SectorSize <= b.sectors-sector
 }
 
 func (b *Block) logIOError(op string, sector, n uint64, err error) {

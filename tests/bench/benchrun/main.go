@@ -56,6 +56,8 @@ func run(configPath string) error {
 			for _, v := range order {
 				r.emit(r.boot(k, v, round))
 			}
+			// The same guest through Firecracker's API (vmm only).
+			r.emit(r.apiBoot(k, round))
 		}
 		for _, k := range cfg.Kernels {
 			// vmm reports its start-up in every boot run; QEMU's

@@ -35,6 +35,16 @@ const (
 	NetG2H = "net_g2h_mbits"
 	// Exit: the whole run, fork to the VMM's exit after poweroff.
 	Total = "total_s"
+	// APIReady: fork of `vmm firecracker --api-sock` to the first 200
+	// answer to GET / on the socket.
+	APIReady = "api_ready_ms"
+	// APIStartToInit: PUT /actions InstanceStart sent to the guest's init
+	// console line; compare with StartupSelf plus BootAfterStartup of a
+	// `vmm run` boot, whose fork is its "start".
+	APIStartToInit = "api_start_to_init_ms"
+	// APIBootConsole: the fork to the init line through the API, with
+	// the configuration calls a client makes in between.
+	APIBootConsole = "api_boot_console_ms"
 	// Exits: KVM exits of the whole run (level 1's per-VM counter).
 	Exits = "kvm_exits"
 )
@@ -64,6 +74,9 @@ var Metrics = []MetricInfo{
 	{BlkSeq, "virtio-blk: sequential read 1 MiB", "MiB/s", true},
 	{BlkRandIOPS, "virtio-blk: random read 4 KiB QD1", "IOPS", true},
 	{NetG2H, "virtio-net: TCP guest -> host", "Mbit/s", true},
+	{APIReady, "API: fork of `vmm firecracker` -> socket answers GET /", "ms", false},
+	{APIStartToInit, "API: PUT /actions InstanceStart -> init console line", "ms", false},
+	{APIBootConsole, "API: fork -> init console line (with the API calls)", "ms", false},
 	{Exits, "KVM exits per run (level-1 counter)", "", false},
 	{Total, "whole run: fork -> exit", "s", false},
 }

@@ -34,6 +34,9 @@ const (
 	// KindStartup starts the VMM under strace and stops it at its first
 	// KVM_RUN.
 	KindStartup = "startup"
+	// KindAPI boots vmm through Firecracker's API socket and stops it at
+	// the guest's init line.
+	KindAPI = "api"
 )
 
 // Sample is one run of one VMM.
