@@ -179,7 +179,7 @@ type conn struct {
 	reqs  *msgReader
 	respR *io.PipeReader
 	done  chan struct{} // closed if the server's Handle returns
-	msize uint32 // negotiated in Tversion; MaxMessage until then
+	msize uint32        // negotiated in Tversion; MaxMessage until then
 	req   []byte
 	resp  []byte
 }
