@@ -569,7 +569,7 @@ func (f *file) Link(target p9.File, name string) error {
 	if t.isDir() {
 		return linux.EPERM
 	}
-	return errno(unix.Linkat(t.fd, "", f.fd, name, unix.AT_EMPTY_PATH))
+	return errno(confine.Link(t.fd, t.mode == unix.S_IFLNK, f.fd, name))
 }
 
 // Mknod implements p9.File.

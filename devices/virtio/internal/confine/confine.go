@@ -110,3 +110,18 @@ func OpenFlags(flags uint32, readOnly bool) (int, error) {
 	}
 	return f | unix.O_CLOEXEC, nil
 }
+
+// Link makes name in dirfd a hard link of the inode behind the O_PATH
+// descriptor fd. linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; without
+// it the inode is named through ProcPath, which is safe for anything but
+// a symlink (the link would be followed).
+func Link(fd int, isSymlink bool, dirfd int, name string) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	err := unix.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH)
+	if err == unix.ENOENT && !isSymlink {
+		err = unix.Linkat(unix.AT_FDCWD, ProcPath(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
+	}
+	return err
+}
