@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmm-dev/vmm/devices/virtio"
+	"github.com/vmm-dev/vmm/devices/virtio/internal/confine"
 )
 
 // DeviceType is the 9P transport's device ID.
@@ -88,6 +89,7 @@ func New(cfg Config) (*P9, error) {
 	if err := unix.Close(fd); err != nil {
 		return nil, fmt.Errorf("close share %s: %w", cfg.HostDir, err)
 	}
+	confine.RaiseFileLimit()
 	// struct virtio_9p_config: le16 tag_len, then tag_len bytes, no NUL.
 	c := binary.LittleEndian.AppendUint16(nil, uint16(len(cfg.Tag)))
 	return &P9{cfg: cfg, config: append(c, cfg.Tag...)}, nil

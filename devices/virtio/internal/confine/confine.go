@@ -8,7 +8,10 @@ package confine
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -124,4 +127,31 @@ func Link(fd int, isSymlink bool, dirfd int, name string) error {
 		err = unix.Linkat(unix.AT_FDCWD, ProcPath(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
 	}
 	return err
+}
+
+var raiseOnce sync.Once
+
+// RaiseFileLimit lifts RLIMIT_NOFILE as far as it goes (to fs.nr_open
+// when vmm may raise the hard limit, else to the hard limit), once per
+// process: a share holds one O_PATH descriptor per inode the guest has
+// looked up and not forgotten, and a guest walking a tree of 100,000
+// files keeps as many. What the limit still refuses the guest gets as
+// EMFILE on its lookups.
+func RaiseFileLimit() {
+	raiseOnce.Do(func() {
+		var lim unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			return
+		}
+		want := lim.Max
+		if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+			if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && n > want {
+				want = n
+			}
+		}
+		if unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: want, Max: want}) != nil {
+			// Not allowed above the hard limit: up to it, then.
+			_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: lim.Max, Max: lim.Max})
+		}
+	})
 }
