@@ -15,6 +15,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"github.com/vmm-dev/vmm/devices/virtio"
+	"github.com/vmm-dev/vmm/devices/virtio/internal/confine"
 )
 
 // DeviceType is virtio-fs's device ID (virtio 1.2 §5.11.1).
@@ -77,6 +78,7 @@ func New(cfg Config) (*FS, error) {
 		return nil, err
 	}
 	p.close()
+	confine.RaiseFileLimit()
 	f := &FS{cfg: cfg}
 	// §5.11.4: tag is UTF-8, NUL-padded when shorter than the field.
 	copy(f.config[:MaxTagLen], cfg.Tag)

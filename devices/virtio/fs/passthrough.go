@@ -493,7 +493,7 @@ func (p *passthrough) Link(_ <-chan struct{}, in *fuse.LinkIn, name string, out 
 	// The source is a node of this share, so a hard link can only join
 	// two names inside it.
 	if s := p.inDir(in.NodeId, name, func(d int) error {
-		return unix.Linkat(old.fd, "", d, name, unix.AT_EMPTY_PATH)
+		return confine.Link(old.fd, old.mode == unix.S_IFLNK, d, name)
 	}); !s.Ok() {
 		return s
 	}

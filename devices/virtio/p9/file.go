@@ -15,6 +15,20 @@ import (
 type share struct {
 	root     string
 	readOnly bool
+
+	mu    sync.Mutex
+	files map[*file]struct{} // open files, closed at a reset
+}
+
+// closeAll closes every file the session holds.
+func (s *share) closeAll() {
+	s.mu.Lock()
+	files := s.files
+	s.files = map[*file]struct{}{}
+	s.mu.Unlock()
+	for f := range files {
+		_ = f.Close() // close(2) of our own descriptors; gone either way
+	}
 }
 
 // Attach implements p9.Attacher: every attach starts at the share root.
@@ -48,7 +62,13 @@ func (s *share) newFile(fd int) (*file, error) {
 		_ = unix.Close(fd)
 		return nil, errno(err)
 	}
-	return &file{s: s, fd: fd, mode: st.Mode & unix.S_IFMT, open: -1}, nil
+	f := &file{s: s, fd: fd, mode: st.Mode & unix.S_IFMT, open: -1}
+	s.mu.Lock()
+	if s.files != nil {
+		s.files[f] = struct{}{}
+	}
+	s.mu.Unlock()
+	return f, nil
 }
 
 // errno maps a host error to what p9 sends in Rlerror.
@@ -225,6 +245,9 @@ func (f *file) Close() error {
 		return nil
 	}
 	f.closed = true
+	f.s.mu.Lock()
+	delete(f.s.files, f)
+	f.s.mu.Unlock()
 	err := unix.Close(f.fd)
 	if f.open >= 0 {
 		err = errors.Join(err, unix.Close(f.open))
@@ -546,7 +569,7 @@ func (f *file) Link(target p9.File, name string) error {
 	if t.isDir() {
 		return linux.EPERM
 	}
-	return errno(unix.Linkat(t.fd, "", f.fd, name, unix.AT_EMPTY_PATH))
+	return errno(confine.Link(t.fd, t.mode == unix.S_IFLNK, f.fd, name))
 }
 
 // Mknod implements p9.File.

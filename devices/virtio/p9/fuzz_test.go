@@ -35,8 +35,8 @@ func FuzzMessage(f *testing.F) {
 	require.NoError(f, os.Symlink("..", filepath.Join(dir, "up")))
 	require.NoError(f, os.WriteFile(filepath.Join(parent, "secret"), []byte("secret"), 0o644))
 	f.Fuzz(func(t *testing.T, in []byte, split uint16, outLen uint32) {
-		c := newConn(&share{root: dir}, "fuzz")
-		defer c.close()
+		c := newConn(&share{root: dir, files: map[*file]struct{}{}}, "fuzz")
+		defer c.close(true)
 		out := make([]byte, 1<<16)
 		do := func(msg []byte, ob []byte) uint32 {
 			var rd [][]byte

@@ -12,11 +12,13 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/hugelgupf/p9/p9"
 	"golang.org/x/sys/unix"
 
 	"github.com/vmm-dev/vmm/devices/virtio"
+	"github.com/vmm-dev/vmm/devices/virtio/internal/confine"
 )
 
 // DeviceType is the 9P transport's device ID.
@@ -87,6 +89,7 @@ func New(cfg Config) (*P9, error) {
 	if err := unix.Close(fd); err != nil {
 		return nil, fmt.Errorf("close share %s: %w", cfg.HostDir, err)
 	}
+	confine.RaiseFileLimit()
 	// struct virtio_9p_config: le16 tag_len, then tag_len bytes, no NUL.
 	c := binary.LittleEndian.AppendUint16(nil, uint16(len(cfg.Tag)))
 	return &P9{cfg: cfg, config: append(c, cfg.Tag...)}, nil
@@ -120,15 +123,19 @@ func (d *P9) Activate(act virtio.Activation) error {
 	if d.conn != nil {
 		return ErrActive
 	}
-	c := newConn(&share{root: d.cfg.HostDir, readOnly: d.cfg.ReadOnly}, d.cfg.Tag)
+	c := newConn(&share{root: d.cfg.HostDir, readOnly: d.cfg.ReadOnly, files: map[*file]struct{}{}}, d.cfg.Tag)
 	w, err := virtio.StartWorker(act, 0, c.serve)
 	if err != nil {
-		c.close()
+		c.close(true)
 		return fmt.Errorf("virtio-9p %s: %w", d.cfg.Tag, err)
 	}
 	d.conn, d.worker = c, w
 	return nil
 }
+
+// stopGrace is how long Reset waits for the reply to a request in flight
+// before it gives up on the session.
+const stopGrace = 5 * time.Second
 
 // Reset implements virtio.Device.
 func (d *P9) Reset() {
@@ -137,9 +144,20 @@ func (d *P9) Reset() {
 	if d.conn == nil {
 		return
 	}
-	// Closing the pipes first ends a worker waiting for a reply.
-	d.conn.close()
-	d.worker.Stop()
+	// The worker finishes the chain it serves: once its reply is read no
+	// server handler touches a file, and the files can be closed.
+	stopped := make(chan struct{})
+	go func() { d.worker.Stop(); close(stopped) }()
+	idle := true
+	select {
+	case <-stopped:
+	case <-time.After(stopGrace):
+		slog.Warn("virtio-9p: a request outlived the device reset; its files stay open", "tag", d.cfg.Tag)
+		idle = false
+		_ = d.conn.respR.Close() // ends the worker's wait; io.Pipe's Close never fails
+		<-stopped
+	}
+	d.conn.close(idle)
 	d.conn, d.worker = nil, nil
 }
 
@@ -149,38 +167,67 @@ func (d *P9) Close() error {
 	return nil
 }
 
-// conn is one 9P session: the server reads T-messages from one pipe and
-// writes R-messages to another. Chains are served one at a time, so the
+// conn is one 9P session: the server reads T-messages from reqs and
+// writes R-messages to a pipe. Chains are served one at a time, so the
 // next R-message is always the answer to the current chain's T-message.
+//
+// The session is never ended through the server: hugelgupf/p9's
+// connection teardown races (its Handle waits on a WaitGroup that a
+// goroutine it just started may not have added to yet). At a reset the
+// server is left waiting for a message that never comes, and the files
+// it holds are closed here, when no handler runs.
 type conn struct {
-	reqW  *io.PipeWriter
+	s     *share
+	reqs  *msgReader
 	respR *io.PipeReader
-	done  chan struct{}
-	msize uint32 // negotiated in Tversion; MaxMessage until then
+	done  chan struct{} // closed if the server's Handle returns
+	msize uint32        // negotiated in Tversion; MaxMessage until then
 	req   []byte
 	resp  []byte
 }
 
 func newConn(s *share, tag string) *conn {
-	reqR, reqW := io.Pipe()
 	respR, respW := io.Pipe()
-	c := &conn{reqW: reqW, respR: respR, done: make(chan struct{}), msize: MaxMessage}
+	c := &conn{s: s, reqs: &msgReader{ch: make(chan []byte)}, respR: respR, done: make(chan struct{}), msize: MaxMessage}
 	server := p9.NewServer(s, p9.WithServerLogger(logger{tag: tag}))
 	go func() {
 		defer close(c.done)
-		// Handle returns when the request pipe ends; it closes both.
-		if err := server.Handle(reqR, respW); err != nil {
+		// Handle returns only if the server fails on its own.
+		if err := server.Handle(c.reqs, respW); err != nil {
 			slog.Debug("virtio-9p server", "tag", tag, "err", err)
 		}
 	}()
 	return c
 }
 
-func (c *conn) close() {
-	_ = c.reqW.Close()  // io.Pipe's Close never fails
-	_ = c.respR.Close() // likewise
-	<-c.done
+// close ends the session; idle says no server handler can be running,
+// so the files can be closed without one using a descriptor number that
+// is gone (and perhaps reused).
+func (c *conn) close(idle bool) {
+	_ = c.respR.Close() // io.Pipe's Close never fails
+	if idle {
+		c.s.closeAll()
+	}
 }
+
+// msgReader hands the server one whole T-message at a time; it never
+// returns EOF (see conn).
+type msgReader struct {
+	ch  chan []byte
+	cur []byte
+}
+
+func (r *msgReader) Read(p []byte) (int, error) {
+	if len(r.cur) == 0 {
+		r.cur = <-r.ch
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// Close implements io.Closer for the server; nothing to release.
+func (r *msgReader) Close() error { return nil }
 
 // serve answers one chain. A message the server cannot take (shorter
 // than its header, a size that disagrees with the chain, over msize) is
@@ -214,8 +261,12 @@ func (c *conn) serve(ch *virtio.Chain) (uint32, error) {
 			binary.LittleEndian.PutUint32(msg[7:], MaxMessage)
 		}
 	}
-	if _, err := c.reqW.Write(msg); err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrServer, err)
+	// The server reads the whole message before it answers, and copies
+	// what it keeps; msg is reused only after the reply.
+	select {
+	case c.reqs.ch <- msg:
+	case <-c.done:
+		return 0, fmt.Errorf("%w: connection closed", ErrServer)
 	}
 	var hdr [headerLen]byte
 	if _, err := io.ReadFull(c.respR, hdr[:]); err != nil {
@@ -234,7 +285,11 @@ func (c *conn) serve(ch *virtio.Chain) (uint32, error) {
 	// no-tag; the guest waits on the tag it sent.
 	binary.LittleEndian.PutUint16(c.resp[5:], tag)
 	if c.resp[4] == msgRversion && rsize >= headerLen+4 {
-		c.msize = min(max(binary.LittleEndian.Uint32(c.resp[7:]), 4096), MaxMessage)
+		// The server's own limit from now on; 0 is its "unknown
+		// version" answer, which changes nothing.
+		if m := binary.LittleEndian.Uint32(c.resp[7:]); m != 0 {
+			c.msize = min(m, MaxMessage)
+		}
 	}
 	if uint64(len(c.resp)) > ch.WritableLen() {
 		return rlerror(ch, tag, unix.EMSGSIZE), nil

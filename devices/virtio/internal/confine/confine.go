@@ -8,7 +8,10 @@ package confine
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -109,4 +112,46 @@ func OpenFlags(flags uint32, readOnly bool) (int, error) {
 		return 0, unix.EROFS
 	}
 	return f | unix.O_CLOEXEC, nil
+}
+
+// Link makes name in dirfd a hard link of the inode behind the O_PATH
+// descriptor fd. linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; without
+// it the inode is named through ProcPath, which is safe for anything but
+// a symlink (the link would be followed).
+func Link(fd int, isSymlink bool, dirfd int, name string) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	err := unix.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH)
+	if err == unix.ENOENT && !isSymlink {
+		err = unix.Linkat(unix.AT_FDCWD, ProcPath(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
+	}
+	return err
+}
+
+var raiseOnce sync.Once
+
+// RaiseFileLimit lifts RLIMIT_NOFILE as far as it goes (to fs.nr_open
+// when vmm may raise the hard limit, else to the hard limit), once per
+// process: a share holds one O_PATH descriptor per inode the guest has
+// looked up and not forgotten, and a guest walking a tree of 100,000
+// files keeps as many. What the limit still refuses the guest gets as
+// EMFILE on its lookups.
+func RaiseFileLimit() {
+	raiseOnce.Do(func() {
+		var lim unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			return
+		}
+		want := lim.Max
+		if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+			if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && n > want {
+				want = n
+			}
+		}
+		if unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: want, Max: want}) != nil {
+			// Not allowed above the hard limit: up to it, then.
+			_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: lim.Max, Max: lim.Max})
+		}
+	})
 }
