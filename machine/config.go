@@ -134,6 +134,10 @@ type Config struct {
 	// Transport carries the virtio devices; "" is DefaultTransport.
 	Transport Transport
 
+	// TrackDirtyPages logs the guest's writes to RAM (KVM's dirty log),
+	// for Diff snapshots.
+	TrackDirtyPages bool
+
 	Console io.Writer // guest serial output; nil discards it
 	// Progress, when set, is called for every guest write to the
 	// boot-progress port 0x80.
