@@ -307,6 +307,8 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 		Cmdline: cmdline + rootArgs(r.Drives),
 		CPUs:    int(r.Machine.VCPUCount),
 		Memory:  r.Machine.MemSizeMiB << 20,
+		// Diff snapshots read KVM's dirty log.
+		TrackDirtyPages: r.Machine.TrackDirtyPages,
 	}
 	if r.Boot.InitrdPath != nil {
 		cfg.Initrd = *r.Boot.InitrdPath
