@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -319,9 +320,11 @@ func (r fcRun) serve() int {
 		}
 	}
 	if r.load != nil {
+		start := time.Now()
 		if resp := ctl.Handle(api.SnapshotLoad{Params: *r.load}); resp.Status >= 300 {
 			return fail(exitGenericError, fmt.Errorf("%s", faultText(resp.Body)))
 		}
+		fmt.Fprintf(os.Stderr, "vmm: snapshot %s loaded in %v\n", r.load.SnapshotPath, time.Since(start).Round(time.Microsecond))
 	}
 
 	var stoppedBy os.Signal
