@@ -19,7 +19,7 @@ func TestSaveRestoreRoundTrip(t *testing.T) {
 	u.Write(7, []byte{0x5a}) // scratch
 	u.Receive([]byte("abcdefghij"))
 	var b [1]byte
-	u.Read(0, b[:]) // the guest took "a"
+	u.Read(0, b[:])          // the guest took "a"
 	u.Write(1, []byte{0x01}) // ERBFI
 	st := u.Save()
 	assert.Equal(t, []byte("bcdefghij"), st.RX)
