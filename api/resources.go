@@ -318,7 +318,7 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 			RateLimit: limiterConfig(d.RateLimiter)})
 	}
 	for _, n := range r.NICs {
-		nic := machine.NIC{TAP: n.HostDevName,
+		nic := machine.NIC{ID: n.IfaceID, TAP: n.HostDevName,
 			RXRateLimit: limiterConfig(n.RxRateLimiter), TXRateLimit: limiterConfig(n.TxRateLimiter)}
 		if n.GuestMAC != "" {
 			mac, err := net.ParseMAC(n.GuestMAC)

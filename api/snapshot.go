@@ -218,17 +218,19 @@ func (c *Controller) loadSnapshot(p SnapshotLoadParams) error {
 		return fault("the VMM is stopping")
 	default:
 	}
-	// The snapshot's VM has no network interfaces or vsock device (a
-	// snapshot of one is refused), so an override names nothing.
-	if len(p.NetworkOverrides) > 0 {
-		return fault("Failed to load the snapshot: network override for %q: the snapshot has no network interface of that id", p.NetworkOverrides[0].IfaceID)
-	}
+	// A snapshot of a VM with a vsock device is refused, so an override
+	// names nothing.
 	if p.VsockOverride != nil {
 		return fault("Failed to load the snapshot: vsock override: the snapshot has no vsock device")
+	}
+	overrides := map[string]string{}
+	for _, o := range p.NetworkOverrides {
+		overrides[o.IfaceID] = o.HostDevName
 	}
 	m, err := machine.Restore(machine.RestoreParams{
 		StatePath: p.SnapshotPath, MemPath: p.MemBackend.BackendPath, VMMVersion: c.opts.Version,
 		TrackDirtyPages: p.TrackDirtyPages || p.EnableDiffSnapshots, Console: c.opts.Console,
+		NetworkOverrides: overrides,
 	})
 	if err != nil {
 		return fault("Failed to load the snapshot: %v", err)

@@ -72,6 +72,9 @@ type Disk struct {
 
 // NIC is a virtio-net device backed by a host TAP device.
 type NIC struct {
+	// ID names the interface across a snapshot (the API's iface_id), for
+	// a restore's network overrides; "" is fine otherwise.
+	ID  string
 	TAP string
 	MAC net.HardwareAddr // nil: generated
 	// RXRateLimit and TXRateLimit delay received and sent frames; the

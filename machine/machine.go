@@ -53,7 +53,9 @@ type Machine struct {
 	// buildVirtioDevices' order, whichever transport carries them.
 	cores        []*virtio.Core
 	balloonIndex int // the balloon's index in cores, when there is one
-	Image        *boot.Image
+	// mmioTransports carry the cores with virtio-mmio, in the same order.
+	mmioTransports []*virtio.MMIO
+	Image          *boot.Image
 
 	// dirtyBase: a Full snapshot or a restore happened, so KVM's dirty
 	// log since then is a complete Diff (snapshot.go).

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmm-dev/vmm/bus"
 	"github.com/vmm-dev/vmm/devices/serial"
+	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/kvm"
 	"github.com/vmm-dev/vmm/memory"
 	"github.com/vmm-dev/vmm/snapshot"
@@ -62,6 +63,7 @@ const (
 	secVM      = "kvm-vm"
 	secVCPUs   = "vcpus"
 	secSerial  = "serial"
+	secVirtio  = "virtio-mmio"
 )
 
 // savedMachine is the shape of the VM, which a restore rebuilds before
@@ -71,6 +73,13 @@ type savedMachine struct {
 	Memory  uint64
 	NoACPI  bool
 	Regions []savedRegion
+	// The virtio devices, rebuilt in the same order at the same slots:
+	// disks (their images are not in the snapshot: the same paths must
+	// hold the same data), NICs (with the MAC the guest knows) and the
+	// entropy device.
+	Disks   []Disk
+	NICs    []NIC
+	Entropy *Entropy
 }
 
 type savedRegion struct {
@@ -120,9 +129,15 @@ func (m *Machine) Paused() bool {
 func (m *Machine) snapshotBlocker() string {
 	switch {
 	case m.pci != nil:
-		return "the virtio-pci transport"
-	case len(m.cores) > 0:
-		return fmt.Sprintf("virtio devices (%d): their queue state is not saved yet", len(m.cores))
+		return "the virtio-pci transport (its MSI-X state is not saved yet)"
+	case m.cfg.Vsock != nil:
+		return "the vsock device (its connections are not saved yet)"
+	case m.cfg.Balloon != nil:
+		return "the balloon (its statistics buffer is not saved yet)"
+	case len(m.cfg.Shares) > 0:
+		return "shared directories"
+	case len(m.mmioTransports) != len(m.cores):
+		return "a virtio device without a virtio-mmio transport"
 	}
 	return ""
 }
@@ -145,6 +160,12 @@ func (m *Machine) Snapshot(p SnapshotParams) (SnapshotStats, error) {
 		if !m.cfg.TrackDirtyPages {
 			return st, fmt.Errorf("%w: dirty page tracking is off (track_dirty_pages)", ErrNoDirtyBase)
 		}
+		if len(m.cores) > 0 {
+			// The devices write guest RAM from this process (a disk
+			// read lands in a guest buffer), which KVM's dirty log
+			// never sees.
+			return st, fmt.Errorf("%w: the VM has virtio devices, whose writes to guest memory are not tracked", ErrNoDirtyBase)
+		}
 		if !m.dirtyBase {
 			// KVM logs only the guest's writes; the VMM's own (the
 			// kernel it loaded) are in no log, so a diff is only
@@ -154,6 +175,17 @@ func (m *Machine) Snapshot(p SnapshotParams) (SnapshotStats, error) {
 	default:
 		return st, fmt.Errorf("snapshot type %q: want Full or Diff", p.Type)
 	}
+	// The devices finish their requests in flight and stop, so their
+	// rings and guest memory hold still while both are written; they
+	// start again when the snapshot is done, whether or not it worked.
+	for _, c := range m.cores {
+		c.Quiesce()
+	}
+	defer func() {
+		for _, c := range m.cores {
+			c.Unquiesce()
+		}
+	}()
 	f, err := m.saveState(p.VMMVersion)
 	if err != nil {
 		return st, err
@@ -198,7 +230,20 @@ func (m *Machine) saveState(version string) (*snapshot.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	sm := savedMachine{CPUs: m.cfg.CPUs, Memory: m.cfg.Memory, NoACPI: m.cfg.NoACPI}
+	sm := savedMachine{CPUs: m.cfg.CPUs, Memory: m.cfg.Memory, NoACPI: m.cfg.NoACPI,
+		Disks: m.cfg.Disks, Entropy: m.cfg.Entropy}
+	for i, n := range m.cfg.NICs {
+		n.MAC = m.nics[i].MAC() // the generated one, when none was given
+		sm.NICs = append(sm.NICs, n)
+	}
+	var transports []virtio.MMIOState
+	for _, t := range m.mmioTransports {
+		ts, err := t.Save()
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+		transports = append(transports, ts)
+	}
 	for _, r := range m.mem.Regions() {
 		sm.Regions = append(sm.Regions, savedRegion{Base: uint64(r.Base), Size: uint64(len(r.Host))})
 	}
@@ -238,7 +283,7 @@ func (m *Machine) saveState(version string) (*snapshot.File, error) {
 		name string
 		v    any
 	}{
-		{secMachine, sm}, {secVM, svm}, {secVCPUs, vcpus}, {secSerial, m.uart.Save()},
+		{secMachine, sm}, {secVM, svm}, {secVCPUs, vcpus}, {secSerial, m.uart.Save()}, {secVirtio, transports},
 	} {
 		b, err := json.Marshal(s.v)
 		if err != nil {
@@ -280,8 +325,11 @@ type RestoreParams struct {
 	// TrackDirtyPages logs the guest's writes from the restore on, for
 	// Diff snapshots of the restored VM.
 	TrackDirtyPages bool
-	Console         io.Writer
-	Progress        func(value byte, sinceStart time.Duration)
+	// NetworkOverrides give restored NICs other TAPs: NIC ID (iface_id)
+	// to TAP name. Every ID must be the snapshot's.
+	NetworkOverrides map[string]string
+	Console          io.Writer
+	Progress         func(value byte, sinceStart time.Duration)
 }
 
 // Restore builds a VM from a snapshot. It comes back paused: Run it, and
@@ -311,16 +359,17 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 		return nil, fmt.Errorf("snapshot %s: %w", p.StatePath, err)
 	}
 	var (
-		sm   savedMachine
-		svm  savedVM
-		cpus []*vcpu.State
-		uart serial.State
+		sm         savedMachine
+		svm        savedVM
+		cpus       []*vcpu.State
+		uart       serial.State
+		transports []virtio.MMIOState
 	)
 	for _, s := range []struct {
 		name string
 		v    any
 	}{
-		{secMachine, &sm}, {secVM, &svm}, {secVCPUs, &cpus}, {secSerial, &uart},
+		{secMachine, &sm}, {secVM, &svm}, {secVCPUs, &cpus}, {secSerial, &uart}, {secVirtio, &transports},
 	} {
 		b, ok := f.Section(s.name)
 		if !ok {
@@ -337,8 +386,19 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 	if err := checkSaved(sm, svm, cpus, maxCPUs); err != nil {
 		return nil, err
 	}
+	nics, err := overrideNICs(sm.NICs, p.NetworkOverrides)
+	if err != nil {
+		return nil, err
+	}
 	m.cfg = Config{Kernel: p.StatePath, CPUs: sm.CPUs, Memory: sm.Memory, NoACPI: sm.NoACPI,
+		Disks: sm.Disks, NICs: nics, Entropy: sm.Entropy,
 		Console: p.Console, Progress: p.Progress, TrackDirtyPages: p.TrackDirtyPages}.withDefaults()
+	if err := m.cfg.validate(maxCPUs); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSnapshotState, err)
+	}
+	if n := m.cfg.virtioDevices(); n != len(transports) {
+		return nil, fmt.Errorf("%w: %d virtio device states for %d devices", ErrSnapshotState, len(transports), n)
+	}
 	mark("snapshot file")
 
 	mf, err := snapshot.OpenMemory(p.MemPath, sm.Memory)
@@ -364,6 +424,9 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 		return nil, err
 	}
 	if err := m.addPlatformDevices(); err != nil {
+		return nil, err
+	}
+	if _, err := m.addVirtioDevices(); err != nil {
 		return nil, err
 	}
 	mark("KVM VM, memory slots and devices")
@@ -403,9 +466,33 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 	if err := m.uart.Restore(uart); err != nil {
 		return nil, err
 	}
+	// Last: a restored device starts its workers and raises its pending
+	// interrupt into the irqchip restored above.
+	for i, t := range m.mmioTransports {
+		if err := t.Restore(transports[i]); err != nil {
+			return nil, fmt.Errorf("virtio device %d: %w", i, err)
+		}
+	}
 	m.dirtyBase = true
 	mark("vCPU and device state")
 	return m, nil
+}
+
+// overrideNICs applies a restore's network overrides (iface_id to TAP).
+func overrideNICs(saved []NIC, overrides map[string]string) ([]NIC, error) {
+	nics := append([]NIC(nil), saved...)
+	for id, tap := range overrides {
+		found := false
+		for i := range nics {
+			if nics[i].ID == id && id != "" {
+				nics[i].TAP, found = tap, true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: network override for %q: the snapshot has no network interface of that id", ErrSnapshotState, id)
+		}
+	}
+	return nics, nil
 }
 
 // checkSaved validates the decoded sections before any of them reaches
