@@ -32,6 +32,24 @@ func memCounter(t *testing.T, path string) uint64 {
 	return binary.LittleEndian.Uint64(b[:])
 }
 
+// snapshotWhen pauses and snapshots the VM until its count satisfies
+// ok (a loaded host may not have run the guest yet), resuming in between;
+// it returns the count, with the VM left paused.
+func snapshotWhen(t *testing.T, v *apiVM, create, mem string, ok func(uint64) bool) uint64 {
+	t.Helper()
+	for range 100 {
+		time.Sleep(50 * time.Millisecond)
+		v.ok("PATCH", "/vm", `{"state":"Paused"}`)
+		v.ok("PUT", "/snapshot/create", create)
+		if c := memCounter(t, mem); ok(c) {
+			return c
+		}
+		v.ok("PATCH", "/vm", `{"state":"Resumed"}`)
+	}
+	t.Fatal("the guest never counted far enough")
+	return 0
+}
+
 // firecracker-go-sdk's snapshot sequence: PATCH /vm Paused, PUT
 // /snapshot/create, and in a fresh VMM PUT /snapshot/load with
 // resume_vm: the restored guest counts on from the snapshot's count.
@@ -48,12 +66,8 @@ func TestSnapshotCreateAndLoad(t *testing.T) {
 	v.ok("PUT", "/machine-config", `{"vcpu_count":1,"mem_size_mib":64,"track_dirty_pages":true}`)
 	v.ok("PUT", "/actions", `{"action_type":"InstanceStart"}`)
 	v.fails("PUT", "/snapshot/create", create, "running microVM")
-	time.Sleep(100 * time.Millisecond)
-	v.ok("PATCH", "/vm", `{"state":"Paused"}`)
+	c1 := snapshotWhen(t, v, create, mem, func(c uint64) bool { return c > 0 })
 	assert.Equal(t, StatePaused, v.state())
-	v.ok("PUT", "/snapshot/create", create)
-	c1 := memCounter(t, mem)
-	require.Positive(t, c1)
 	v.ok("PATCH", "/vm", `{"state":"Resumed"}`)
 	assert.Equal(t, StateRunning, v.state())
 	v.fails("PUT", "/snapshot/load", fmt.Sprintf(`{"snapshot_path":%q,"mem_file_path":%q}`, snap, mem), "after the microVM started")
@@ -67,11 +81,9 @@ func TestSnapshotCreateAndLoad(t *testing.T) {
 	assert.Equal(t, StateNotStarted, w.state(), "a failed load leaves no VM")
 	w.ok("PUT", "/snapshot/load", load)
 	assert.Equal(t, StateRunning, w.state())
-	time.Sleep(100 * time.Millisecond)
-	w.ok("PATCH", "/vm", `{"state":"Paused"}`)
 	snap2, mem2 := filepath.Join(dir, "vm2.snap"), filepath.Join(dir, "vm2.mem")
-	w.ok("PUT", "/snapshot/create", fmt.Sprintf(`{"snapshot_path":%q,"mem_file_path":%q}`, snap2, mem2))
-	c2 := memCounter(t, mem2)
+	c2 := snapshotWhen(t, w, fmt.Sprintf(`{"snapshot_path":%q,"mem_file_path":%q}`, snap2, mem2), mem2,
+		func(c uint64) bool { return c > c1 })
 	assert.Greater(t, c2, c1, "the restored guest counted on from %d", c1)
 	w.fails("PUT", "/snapshot/create", fmt.Sprintf(`{"snapshot_path":%q,"mem_file_path":%q,"snapshot_type":"Diff"}`, snap2, mem2), "dirty page tracking is off")
 

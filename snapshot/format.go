@@ -214,22 +214,34 @@ func Check(got, host Header) error {
 	return nil
 }
 
-// ReadFile reads and decodes a state file.
+// ReadFile reads and decodes a state file. It reads the fixed header
+// first, so a file that is not a snapshot (a memory file given by
+// mistake, say) is refused without reading it whole.
 func ReadFile(path string) (*File, error) {
 	fd, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot: %w", err)
 	}
 	defer fd.Close()
-	// One byte past the limit, so an oversized file fails as such.
-	b, err := io.ReadAll(io.LimitReader(fd, MaxFileSize+1))
+	head := make([]byte, fixedLen)
+	n, err := io.ReadFull(fd, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read snapshot %s: %w", path, err)
+	}
+	if n < fixedLen || string(head[:8]) != Magic || binary.LittleEndian.Uint32(head[8:]) != FormatVersion {
+		_, err := Decode(head[:n]) // says which
+		return nil, fmt.Errorf("snapshot %s: %w", path, err)
+	}
+	total := binary.LittleEndian.Uint64(head[16:])
+	if total < fixedLen+sumLen || total > MaxFileSize {
+		return nil, fmt.Errorf("snapshot %s: %w: recorded length %d", path, ErrCorrupt, total)
+	}
+	// One byte past the recorded end, so trailing bytes are seen.
+	rest, err := io.ReadAll(io.LimitReader(fd, int64(total)-fixedLen+1))
 	if err != nil {
 		return nil, fmt.Errorf("read snapshot %s: %w", path, err)
 	}
-	if len(b) > MaxFileSize {
-		return nil, fmt.Errorf("snapshot %s: %w: larger than %d bytes", path, ErrCorrupt, MaxFileSize)
-	}
-	f, err := Decode(b)
+	f, err := Decode(append(head, rest...))
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", path, err)
 	}

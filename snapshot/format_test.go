@@ -165,3 +165,27 @@ func TestMemoryFullDiffMerge(t *testing.T) {
 	_, err = WriteMemory(diff, [][]byte{r0}, [][]uint64{{1}, {1}})
 	assert.Error(t, err)
 }
+
+// ReadFile refuses from the header alone, and says the same as Decode.
+func TestReadFileRefuses(t *testing.T) {
+	dir := t.TempDir()
+	good, err := Encode(sample())
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"memory file", make([]byte, 1<<20), ErrNotSnapshot},
+		{"short", []byte("VMM"), ErrTruncated},
+		{"truncated", good[:len(good)-5], ErrTruncated},
+		{"trailing", append(append([]byte(nil), good...), 1, 2), ErrCorrupt},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name)
+			require.NoError(t, os.WriteFile(p, tc.b, 0o600))
+			_, err := ReadFile(p)
+			assert.ErrorIs(t, err, tc.want)
+		})
+	}
+}

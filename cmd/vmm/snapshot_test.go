@@ -54,6 +54,23 @@ func snap(t *testing.T, bin, sock, state, mem string, extra ...string) {
 	require.NoError(t, err, "%s", out)
 }
 
+// snapUntil snapshots (leaving the VM paused) until the count is above
+// floor: a loaded host may not have run the guest much yet.
+func snapUntil(t *testing.T, bin, sock, state, mem string, floor uint64) uint64 {
+	t.Helper()
+	for range 50 {
+		time.Sleep(100 * time.Millisecond)
+		snap(t, bin, sock, state, mem, "--leave-paused")
+		if c := memCount(t, mem); c > floor {
+			return c
+		}
+		out, err := exec.Command(bin, "snapshot", "resume", "--api-sock", sock).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	}
+	t.Fatalf("the guest never counted past %d", floor)
+	return 0
+}
+
 // A counting guest is snapshotted from one vmm process and restored in
 // two new ones at once (clones of one memory file): each counts on from
 // the snapshot's count, not from zero.
@@ -69,11 +86,8 @@ func TestSnapshotRestoreInNewProcesses(t *testing.T) {
 		`{"boot-source":{"kernel_image_path":%q},"machine-config":{"vcpu_count":1,"mem_size_mib":64}}`, kernel)), 0o600))
 	sock := filepath.Join(dir, "first.sock")
 	first, _ := startVMM(t, sock, bin, "firecracker", "--api-sock", sock, "--config-file", cfg)
-	time.Sleep(200 * time.Millisecond)
 	state, mem := filepath.Join(dir, "vm.snap"), filepath.Join(dir, "vm.mem")
-	snap(t, bin, sock, state, mem, "--leave-paused")
-	c1 := memCount(t, mem)
-	require.Positive(t, c1)
+	c1 := snapUntil(t, bin, sock, state, mem, 0)
 	require.NoError(t, first.Process.Signal(syscall.SIGTERM))
 	_ = first.Wait()
 
@@ -83,12 +97,10 @@ func TestSnapshotRestoreInNewProcesses(t *testing.T) {
 			"--api-sock", s, "--console", "none", "--allow-emulated")
 		t.Logf("clone %d: process start to API socket %v", i, took)
 	}
-	time.Sleep(200 * time.Millisecond)
 	for i := range 2 {
 		s := filepath.Join(dir, fmt.Sprintf("clone%d.sock", i))
 		m2 := filepath.Join(dir, fmt.Sprintf("clone%d.mem", i))
-		snap(t, bin, s, filepath.Join(dir, fmt.Sprintf("clone%d.snap", i)), m2)
-		c2 := memCount(t, m2)
+		c2 := snapUntil(t, bin, s, filepath.Join(dir, fmt.Sprintf("clone%d.snap", i)), m2, c1)
 		assert.Greater(t, c2, c1, "clone %d counted on from %d", i, c1)
 		t.Logf("clone %d: count %d at the snapshot, %d later", i, c1, c2)
 	}
