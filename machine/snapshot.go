@@ -420,16 +420,18 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 	if err := m.createVM(); err != nil {
 		return nil, err
 	}
+	mark("KVM VM and irqchip")
 	if err := m.registerMemory(); err != nil {
 		return nil, err
 	}
+	mark("guest memory slots")
 	if err := m.addPlatformDevices(); err != nil {
 		return nil, err
 	}
 	if _, err := m.addVirtioDevices(); err != nil {
 		return nil, err
 	}
-	mark("KVM VM, memory slots and devices")
+	mark("devices")
 	if err := m.vm.SetPIT2(svm.PIT); err != nil {
 		return nil, err
 	}
