@@ -27,10 +27,25 @@ var snapshotGroup = &group{
 		"counter": `i=0
 while [ $i -lt 600 ]; do i=$((i+1)); echo "counter $i"; sleep 1; done
 `,
+		// Each second: a sector read from the disk past the page cache,
+		// and a ping through the NIC to level 1.
+		"counter-dev": `ip addr add 172.30.0.2/24 dev eth0
+ip link set eth0 up
+i=0
+while [ $i -lt 600 ]; do
+	i=$((i+1))
+	echo 3 > /proc/sys/vm/drop_caches
+	d=$(dd if=/dev/vda bs=512 count=1 skip=$((i % 2048)) 2>/dev/null | md5sum | cut -c1-8)
+	if ping -c 1 -W 1 172.30.0.1 > /dev/null 2>&1; then n=ok; else n=fail; fi
+	echo "counter $i disk=$d net=$n"
+	sleep 1
+done
+`,
 	},
-	script: snapshotScript + `
+	script: snapshotScript + snapdevScript + `
 snapstep snapshot-1cpu 1
 snapstep snapshot-2cpu 2
+snapdevstep snapshot-devices
 `,
 }
 
@@ -97,6 +112,64 @@ JSON
 	echo "@@RESULT name=$step rc=$rc ms=$(( end - start )) timedout=0"
 }
 `
+
+// snapdevStep: the counter-dev guest with a disk and a NIC on tap0;
+// restored once with its NIC overridden to tap1 (tap0 is gone by then).
+const snapdevScript = `
+snapdevstep() {
+	local step=$1 d="$WORK/$1" rc=0
+	mkdir -p "$d"
+	dd if=/dev/urandom of="$d/disk.img" bs=1M count=1 2>/dev/null
+	tunctl -t tap0 > /dev/null; ip addr add 172.30.0.1/24 dev tap0; ip link set tap0 up
+	cat > "$d/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$GUEST_BZIMAGE", "initrd_path": "$GUEST_INITRD", "boot_args": "$(guest_cmdline counter-dev) $GUEST_QUIET"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 256},
+ "drives": [{"drive_id": "data", "path_on_host": "$d/disk.img", "is_root_device": false, "is_read_only": true}],
+ "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:ac:10:00:02"}]}
+JSON
+	echo "@@STEP name=$step begin"
+	local start=$(uptime_ms)
+	"$VMM" firecracker --api-sock "$d/a.sock" --config-file "$d/vm.json" < /dev/null > "$d/a.out" 2> "$d/a.err" &
+	local pid=$!
+	wait_count "$d/a.out" 3 100 || rc=10
+	"$VMM" snapshot create --api-sock "$d/a.sock" --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" || rc=11
+	local paused=$(last_count "$d/a.out")
+	kill "$pid"; wait "$pid"
+	tunctl -d tap0 > /dev/null
+	tunctl -t tap1 > /dev/null; ip addr add 172.30.0.1/24 dev tap1; ip link set tap1 up
+	"$VMM" restore --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" --network-override eth0=tap1 < /dev/null > "$d/r1.out" 2> "$d/r1.err" &
+	local p1=$!
+	wait_count "$d/r1.out" $(( paused + 4 )) 40 || rc=14
+	kill "$p1"; wait "$p1"
+	tunctl -d tap1 > /dev/null
+	echo "--- origin"; cat "$d/a.out"; cat "$d/a.err"
+	echo "--- restored on tap1"; cat "$d/r1.out"; cat "$d/r1.err"
+	local after=$(sed -n "/counter $(( paused + 1 )) /,\$p" "$d/r1.out")
+	metric "$step" paused=$paused restored_first=$(first_count "$d/r1.out") restored_last=$(last_count "$d/r1.out") \
+		restored_net_ok=$(echo "$after" | grep -c 'net=ok') restored_net_fail=$(echo "$after" | grep -c 'net=fail') \
+		restored_disk_lines=$(echo "$after" | grep -c 'disk=[0-9a-f]')
+	rm -f "$d/vm.mem"
+	local end=$(uptime_ms)
+	echo
+	echo "@@RESULT name=$step rc=$rc ms=$(( end - start )) timedout=0"
+}
+`
+
+func TestSnapshotRestoreLinuxWithDiskAndNIC(t *testing.T) {
+	s := snapshotGroup.step(t, "snapshot-devices")
+	require.Equal(t, 0, s.RC, s.Describe())
+	v := map[string]int{}
+	for _, k := range []string{"paused", "restored_first", "restored_last", "restored_net_ok", "restored_net_fail", "restored_disk_lines"} {
+		n, err := strconv.Atoi(strings.TrimSpace(s.Values[k]))
+		require.NoError(t, err, "metric %s=%q\n%s", k, s.Values[k], s.Describe())
+		v[k] = n
+	}
+	t.Logf("snapshot-devices: %v", v)
+	assert.Equal(t, v["paused"]+1, v["restored_first"], "the restored guest goes on from the snapshot's count")
+	assert.Greater(t, v["restored_last"], v["restored_first"]+2)
+	assert.Positive(t, v["restored_disk_lines"], "disk reads work after the restore")
+	assert.Positive(t, v["restored_net_ok"], "pings through the overridden TAP work after the restore")
+}
 
 func snapshotStep(t *testing.T, name string) map[string]int {
 	s := snapshotGroup.step(t, name)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -80,6 +81,7 @@ func restoreCommand() *cli.Command {
 			&cli.StringFlag{Name: "mem-file-path", Required: true, Usage: "the guest memory file, `PATH` (mem_backend File)"},
 			&cli.BoolFlag{Name: "paused", Usage: "leave the VM paused (resume it with vmm snapshot resume; needs --api-sock)"},
 			&cli.BoolFlag{Name: "track-dirty-pages", Usage: "log guest writes, for Diff snapshots of the restored VM"},
+			&cli.StringSliceFlag{Name: "network-override", Usage: "give the interface IFACE_ID another host TAP, `IFACE_ID=TAP` (repeatable; network_overrides)"},
 			&cli.StringFlag{Name: "api-sock", Usage: "serve the API on `SOCKET`"},
 			&cli.StringFlag{Name: "console", Value: "stdio", Usage: "where the serial console goes, `MODE`: stdio, none, or file=PATH"},
 			&cli.BoolFlag{Name: "allow-emulated", Usage: "run even where KVM has no hardware virtualization (tiny test guests only)"},
@@ -92,6 +94,14 @@ func restore(c *cli.Context) error {
 	if c.Bool("paused") && !c.IsSet("api-sock") {
 		return fmt.Errorf("%w: --paused needs --api-sock, or nothing could ever resume the VM", errBadFlag)
 	}
+	var overrides []api.NetworkOverride
+	for _, o := range c.StringSlice("network-override") {
+		id, tap, ok := strings.Cut(o, "=")
+		if !ok || id == "" || tap == "" {
+			return fmt.Errorf("%w: --network-override %q: want IFACE_ID=TAP", errBadFlag, o)
+		}
+		overrides = append(overrides, api.NetworkOverride{IfaceID: id, HostDevName: tap})
+	}
 	out, err := console.Output(c.String("console"))
 	if err != nil {
 		return err
@@ -100,10 +110,11 @@ func restore(c *cli.Context) error {
 	r := fcRun{id: "anonymous-instance", socket: c.String("api-sock"), maxPayload: api.DefaultMaxPayload,
 		allowEmulated: c.Bool("allow-emulated"), console: out, consoleInput: c.String("console"),
 		load: &api.SnapshotLoadParams{
-			SnapshotPath:    c.String("snapshot-path"),
-			MemBackend:      &api.MemoryBackend{BackendType: "File", BackendPath: c.String("mem-file-path")},
-			TrackDirtyPages: c.Bool("track-dirty-pages"),
-			ResumeVM:        !c.Bool("paused"),
+			SnapshotPath:     c.String("snapshot-path"),
+			MemBackend:       &api.MemoryBackend{BackendType: "File", BackendPath: c.String("mem-file-path")},
+			TrackDirtyPages:  c.Bool("track-dirty-pages"),
+			ResumeVM:         !c.Bool("paused"),
+			NetworkOverrides: overrides,
 		}}
 	if code := r.serve(); code != 0 {
 		return cli.Exit("", code)
