@@ -105,7 +105,9 @@ JSON
 	metric "$step" paused=$paused after_pause=$after_pause resumed=$resumed \
 		clone1_first=$c1first clone1_last=$c1last clone2_first=$c2first clone2_last=$c2last \
 		snapshot_ms=$(( t1 - t0 )) mem_file_kb=$memkb state_bytes=$(wc -c < "$d/vm.snap") \
-		clone1_rss_kb=$rss1 clone1_pss_kb=$pss1 clone2_pss_kb=$pss2
+		clone1_rss_kb=$rss1 clone1_pss_kb=$pss1 clone2_pss_kb=$pss2 \
+		clone1_load=$(grep -o 'loaded in [^ ]*' "$d/r1.err" | cut -d' ' -f3) \
+		clone2_load=$(grep -o 'loaded in [^ ]*' "$d/r2.err" | cut -d' ' -f3)
 	rm -f "$d/vm.mem"
 	local end=$(uptime_ms)
 	echo
@@ -182,7 +184,7 @@ func snapshotStep(t *testing.T, name string) map[string]int {
 		require.NoError(t, err, "metric %s=%q\n%s", k, s.Values[k], s.Describe())
 		v[k] = n
 	}
-	t.Logf("%s: %v", name, v)
+	t.Logf("%s: %v; snapshot load (PUT /snapshot/load) took %s and %s", name, v, s.Values["clone1_load"], s.Values["clone2_load"])
 	return v
 }
 
