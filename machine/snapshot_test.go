@@ -268,3 +268,33 @@ func BenchmarkRestore(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms-to-first-instruction")
 }
+
+// Pause and Resume in quick succession, with the vCPUs in the guest,
+// never lose a pause: each Pause returns with every vCPU parked and the
+// counter still. (A Resume racing the next Pause once cleared the
+// Pause's immediate_exit, and a vCPU ran on in the guest.)
+func TestPauseResumeRepeatedly(t *testing.T) {
+	skipWithoutKVM(t)
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "counter.elf")
+	require.NoError(t, os.WriteFile(kernel, testguest.ELF(counterGuest), 0o644))
+	m, err := New(Config{Kernel: kernel, Memory: 64 << 20, CPUs: 4})
+	require.NoError(t, err)
+	done := runAsync(m)
+	for range 200 {
+		paused := make(chan struct{})
+		go func() { m.Pause(); close(paused) }()
+		select {
+		case <-paused:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Pause did not return: a vCPU stayed in the guest")
+		}
+		require.True(t, m.Paused())
+		c := counter(t, m)
+		_, err := m.saveState("x")
+		require.NoError(t, err)
+		require.Equal(t, c, counter(t, m))
+		m.Resume()
+	}
+	stop(t, m, done)
+}

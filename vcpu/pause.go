@@ -90,9 +90,12 @@ func (v *VCPU) parkIfAsked() {
 	default:
 	}
 	v.park.parked = false
+	// Cleared under the lock, and only while no Pause is wanted: a Pause
+	// that came between the wake-up and here has set immediate_exit and
+	// sent its signal already, and must not lose them.
+	v.fd.SetImmediateExit(v.stopping.Load() || v.park.wanted)
 	v.pmu.Unlock()
 	if !v.stopping.Load() {
-		v.fd.SetImmediateExit(false)
 		// EINVAL: the guest has not enabled kvmclock; nothing to tell.
 		if err := v.fd.KVMClockCtrl(); err != nil && !errors.Is(err, unix.EINVAL) {
 			v.clockCtrlErr = err
@@ -136,8 +139,13 @@ func (v *VCPU) leaveRun() {
 	v.pmu.Unlock()
 }
 
-func (v *VCPU) pauseWanted() bool {
+// settleImmediateExit sets immediate_exit after an interrupted KVM_RUN:
+// on while a stop or a pause is wanted, off otherwise. The read of the
+// wish and the store are one step under the lock, so a Pause (which sets
+// its wish under the lock, then immediate_exit) is never undone by a
+// store based on what was true before it.
+func (v *VCPU) settleImmediateExit() {
 	v.pmu.Lock()
 	defer v.pmu.Unlock()
-	return v.park.wanted
+	v.fd.SetImmediateExit(v.stopping.Load() || v.park.wanted)
 }

@@ -202,7 +202,7 @@ func (v *VCPU) handle(exit kvm.Exit) (Event, bool, error) {
 	case kvm.Interrupted:
 		// EINTR: a signal (Go's preemption, or our own Kick) interrupted
 		// KVM_RUN. The loop head decides whether to go on.
-		v.fd.SetImmediateExit(v.stopping.Load() || v.pauseWanted())
+		v.settleImmediateExit()
 	case kvm.HLT:
 		// With the in-kernel LAPIC, KVM handles HLT itself; this exit
 		// means the vCPU halted with interrupts it can never receive.
