@@ -137,8 +137,12 @@ JSON
 	"$VMM" snapshot create --api-sock "$d/a.sock" --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" || rc=11
 	local paused=$(last_count "$d/a.out")
 	kill "$pid"; wait "$pid"
+	# The new TAP takes the old one's MAC: the guest's neighbour cache
+	# still maps 172.30.0.1 to it, and a TAP drops frames for another
+	# address (what a user restoring clones does too, README).
+	local mac=$(cat /sys/class/net/tap0/address)
 	tunctl -d tap0 > /dev/null
-	tunctl -t tap1 > /dev/null; ip addr add 172.30.0.1/24 dev tap1; ip link set tap1 up
+	tunctl -t tap1 > /dev/null; ip link set tap1 address "$mac"; ip addr add 172.30.0.1/24 dev tap1; ip link set tap1 up
 	"$VMM" restore --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" --network-override eth0=tap1 < /dev/null > "$d/r1.out" 2> "$d/r1.err" &
 	local p1=$!
 	wait_count "$d/r1.out" $(( paused + 4 )) 40 || rc=14
