@@ -63,10 +63,14 @@ type Controller struct {
 	mu      sync.Mutex // serializes Handle: requests are applied one at a time
 	res     *VMResources
 	started bool
-	m       *machine.Machine
-	lastDev machine.DeviceStats // device counters at the last metrics flush
-	logCfg  *Logger
-	metCfg  *Metrics
+	// paused: PATCH /vm paused the VM, or a load left it paused.
+	paused bool
+	// configured: a boot resource was set, so a snapshot load is refused.
+	configured bool
+	m          *machine.Machine
+	lastDev    machine.DeviceStats // device counters at the last metrics flush
+	logCfg     *Logger
+	metCfg     *Metrics
 
 	done     chan struct{} // closed when the run ended; outcome is set then
 	outcome  Outcome
@@ -120,6 +124,9 @@ func (c *Controller) State() string {
 }
 
 func (c *Controller) state() string {
+	if c.started && c.paused {
+		return StatePaused
+	}
 	if c.started {
 		return StateRunning
 	}
@@ -131,6 +138,9 @@ func (c *Controller) Handle(r Request) Response {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	body, err := c.apply(r)
+	if err == nil && bootResource(r) {
+		c.configured = true
+	}
 	if err != nil {
 		c.log.Errorf("Received Error. Status code: 400 Bad Request. Message: %v", err)
 		return Response{Status: http.StatusBadRequest, Body: mustJSON(Fault{FaultMessage: err.Error()})}
@@ -225,6 +235,12 @@ func (c *Controller) apply(r Request) (any, error) {
 		return nil, nil
 	case FlushMetrics:
 		return nil, c.flushMetrics()
+	case PatchVM:
+		return nil, c.patchVM(r.State)
+	case SnapshotCreate:
+		return nil, c.createSnapshot(r.Params)
+	case SnapshotLoad:
+		return nil, c.loadSnapshot(r.Params)
 	case Unsupported:
 		return nil, fault("%s", r.Reason)
 	}

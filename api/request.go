@@ -323,10 +323,12 @@ func ParseRequest(method, path string, body []byte) (Request, error) {
 	// refusal, not "invalid path", so a client sees what is missing.
 	switch head {
 	case "snapshot":
-		return Unsupported{"snapshots are not supported yet"}, nil
+		if r, ok, err := parseSnapshotRequest(method, tokens, body); ok {
+			return r, err
+		}
 	case "vm":
-		if method == http.MethodPatch {
-			return Unsupported{"pausing and resuming the microVM is not supported yet (it comes with snapshots)"}, nil
+		if r, ok, err := parseVMRequest(method, tokens, body); ok {
+			return r, err
 		}
 	case "mmds":
 		return Unsupported{"MMDS is not supported yet"}, nil

@@ -307,6 +307,8 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 		Cmdline: cmdline + rootArgs(r.Drives),
 		CPUs:    int(r.Machine.VCPUCount),
 		Memory:  r.Machine.MemSizeMiB << 20,
+		// Diff snapshots read KVM's dirty log.
+		TrackDirtyPages: r.Machine.TrackDirtyPages,
 	}
 	if r.Boot.InitrdPath != nil {
 		cfg.Initrd = *r.Boot.InitrdPath
@@ -316,7 +318,7 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 			RateLimit: limiterConfig(d.RateLimiter)})
 	}
 	for _, n := range r.NICs {
-		nic := machine.NIC{TAP: n.HostDevName,
+		nic := machine.NIC{ID: n.IfaceID, TAP: n.HostDevName,
 			RXRateLimit: limiterConfig(n.RxRateLimiter), TXRateLimit: limiterConfig(n.TxRateLimiter)}
 		if n.GuestMAC != "" {
 			mac, err := net.ParseMAC(n.GuestMAC)

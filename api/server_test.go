@@ -48,7 +48,7 @@ func startServer(t *testing.T, maxPayload int64) *apiVM {
 	}}
 	t.Cleanup(func() {
 		ctl.Stop()
-		if ctl.State() == StateRunning {
+		if st := ctl.State(); st == StateRunning || st == StatePaused {
 			select {
 			case <-ctl.Done():
 			case <-time.After(10 * time.Second):

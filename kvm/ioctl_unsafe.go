@@ -2,6 +2,7 @@ package kvm
 
 import (
 	"errors"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -36,3 +37,16 @@ func ioctlPtr[T any](fd int, req uintptr, arg *T) (uintptr, error) {
 func HostAddr(b []byte) uint64 {
 	return uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
 }
+
+// sliceAddr returns the address of a []uint64's first element, for a
+// struct field the kernel writes through (KVM_GET_DIRTY_LOG's bitmap).
+//
+// Why unsafe: the kernel needs the address as an integer inside a
+// struct. The slice must stay alive until the ioctl returns: callers
+// pass it to keepAlive afterwards.
+func sliceAddr(b []uint64) uint64 {
+	return uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+}
+
+// keepAlive keeps b reachable up to this call (see sliceAddr).
+func keepAlive(b []uint64) { runtime.KeepAlive(b) }

@@ -73,6 +73,9 @@ type Disk struct {
 
 // NIC is a virtio-net device backed by a host TAP device.
 type NIC struct {
+	// ID names the interface across a snapshot (the API's iface_id), for
+	// a restore's network overrides; "" is fine otherwise.
+	ID  string
 	TAP string
 	MAC net.HardwareAddr // nil: generated
 	// RXRateLimit and TXRateLimit delay received and sent frames; the
@@ -142,6 +145,10 @@ type Config struct {
 	NoACPI bool // describe the machine with an MP table instead of ACPI
 	// Transport carries the virtio devices; "" is DefaultTransport.
 	Transport Transport
+
+	// TrackDirtyPages logs the guest's writes to RAM (KVM's dirty log),
+	// for Diff snapshots.
+	TrackDirtyPages bool
 
 	Console io.Writer // guest serial output; nil discards it
 	// Progress, when set, is called for every guest write to the

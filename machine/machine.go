@@ -56,7 +56,13 @@ type Machine struct {
 	// buildVirtioDevices' order, whichever transport carries them.
 	cores        []*virtio.Core
 	balloonIndex int // the balloon's index in cores, when there is one
-	Image        *boot.Image
+	// mmioTransports carry the cores with virtio-mmio, in the same order.
+	mmioTransports []*virtio.MMIO
+	Image          *boot.Image
+
+	// dirtyBase: a Full snapshot or a restore happened, so KVM's dirty
+	// log since then is a complete Diff (snapshot.go).
+	dirtyBase bool
 
 	closers []func() error // undone in reverse order by Close
 	phases  []Phase
@@ -178,8 +184,12 @@ func New(cfg Config) (_ *Machine, err error) {
 // registerMemory gives KVM the guest RAM, one slot per region.
 func (m *Machine) registerMemory() error {
 	for slot, r := range m.mem.Regions() {
+		var flags uint32
+		if m.cfg.TrackDirtyPages {
+			flags = kvm.MemLogDirtyPages
+		}
 		if err := m.vm.SetUserMemoryRegion(kvm.UserspaceMemoryRegion{
-			Slot: uint32(slot), GuestPhysAddr: uint64(r.Base),
+			Slot: uint32(slot), Flags: flags, GuestPhysAddr: uint64(r.Base),
 			MemorySize: uint64(len(r.Host)), UserspaceAddr: kvm.HostAddr(r.Host),
 		}); err != nil {
 			return fmt.Errorf("guest memory slot %d: %w", slot, err)

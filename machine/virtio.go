@@ -150,6 +150,7 @@ func (m *Machine) attachVirtio(name string, index int, dev virtio.Device) (virti
 	}
 	m.onClose(t.Close)
 	m.cores = append(m.cores, t.Core)
+	m.mmioTransports = append(m.mmioTransports, t)
 	if err := m.mmio.Register(name, slot.Base, uint64(slot.Size), t); err != nil {
 		return slot, err
 	}

@@ -3,6 +3,7 @@ package memory
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"unsafe"
 
@@ -159,4 +160,28 @@ func TestDiscardLowersRSS(t *testing.T) {
 	after := rss(t)
 	t.Logf("RSS %d MiB -> %d MiB", before>>20, after>>20)
 	require.GreaterOrEqual(t, before-after, uint64(40<<20), "RSS fell by most of the 48 MiB")
+}
+
+func TestNewFromFileIsPrivateAndLazy(t *testing.T) {
+	const size = MinSize
+	p := filepath.Join(t.TempDir(), "mem")
+	data := make([]byte, size)
+	copy(data[0x1000:], "from the file")
+	require.NoError(t, os.WriteFile(p, data, 0o600))
+	f, err := os.Open(p)
+	require.NoError(t, err)
+	defer f.Close()
+	m, err := NewFromFile(f, size)
+	require.NoError(t, err)
+	defer m.Close()
+	got := make([]byte, 13)
+	require.NoError(t, m.ReadAt(got, 0x1000))
+	assert.Equal(t, "from the file", string(got))
+	require.NoError(t, m.WriteAt([]byte("guest change"), 0x1000))
+	onDisk, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, "from the file", string(onDisk[0x1000:0x100d]), "MAP_PRIVATE: writes never reach the file")
+
+	_, err = NewFromFile(f, size*2)
+	assert.ErrorIs(t, err, ErrSize, "a file of the wrong size is refused")
 }

@@ -80,6 +80,12 @@ type VCPU struct {
 	// Written by the run loop's thread only; read after Run returned.
 	lastAt time.Time  // when last happened, for StopState
 	stop   *StopState // where a stop found the vCPU
+
+	pmu          sync.Mutex
+	pcond        *sync.Cond // on pmu
+	park         parking
+	cpuid        []kvm.CPUIDEntry // as set, for a snapshot
+	clockCtrlErr error            // the last KVM_KVMCLOCK_CTRL failure, for diagnosis
 }
 
 // New configures a created KVM vCPU for its first run.
@@ -87,7 +93,10 @@ func New(fd *kvm.VCPU, cfg Config) (*VCPU, error) {
 	if err := configureCommon(fd, cfg.CPUID); err != nil {
 		return nil, fmt.Errorf("configure vCPU %d: %w", fd.ID(), err)
 	}
-	return &VCPU{fd: fd, buses: cfg.Buses, mem: cfg.Memory, stats: newStats()}, nil
+	v := &VCPU{fd: fd, buses: cfg.Buses, mem: cfg.Memory, stats: newStats(), cpuid: cfg.CPUID}
+	v.pcond = sync.NewCond(&v.pmu)
+	v.park.work = make(chan func(), 1)
+	return v, nil
 }
 
 // ID returns the vCPU's index, which is also its APIC ID.
@@ -125,15 +134,18 @@ func (v *VCPU) Run() (Event, error) {
 	v.kickMu.Lock()
 	v.tid.Store(int32(unix.Gettid()))
 	v.kickMu.Unlock()
+	v.enterRun()
 	defer func() {
 		v.kickMu.Lock()
 		v.tid.Store(0)
 		v.kickMu.Unlock()
+		v.leaveRun()
 	}()
 
-	v.firstRun.CompareAndSwap(0, time.Now().UnixNano())
 	var entered time.Time // start of the run a kick interrupted
 	for {
+		v.parkIfAsked()
+		v.firstRun.CompareAndSwap(0, time.Now().UnixNano())
 		if v.stopping.Load() {
 			v.takeStopState(entered, time.Now())
 			return EventNone, nil
@@ -190,7 +202,7 @@ func (v *VCPU) handle(exit kvm.Exit) (Event, bool, error) {
 	case kvm.Interrupted:
 		// EINTR: a signal (Go's preemption, or our own Kick) interrupted
 		// KVM_RUN. The loop head decides whether to go on.
-		v.fd.SetImmediateExit(v.stopping.Load())
+		v.settleImmediateExit()
 	case kvm.HLT:
 		// With the in-kernel LAPIC, KVM handles HLT itself; this exit
 		// means the vCPU halted with interrupts it can never receive.
@@ -229,6 +241,14 @@ func (v *VCPU) handle(exit kvm.Exit) (Event, bool, error) {
 func (v *VCPU) Kick() {
 	v.stopping.Store(true)
 	v.fd.SetImmediateExit(true)
+	v.pmu.Lock()
+	v.pcond.Broadcast() // a parked loop wakes and sees stopping
+	v.pmu.Unlock()
+	v.signal()
+}
+
+// signal interrupts KVM_RUN on the loop's thread, if it runs.
+func (v *VCPU) signal() {
 	v.kickMu.Lock()
 	defer v.kickMu.Unlock()
 	if tid := v.tid.Load(); tid != 0 {

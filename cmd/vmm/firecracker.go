@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -63,8 +64,8 @@ var fcFlags = []fcFlag{
 	{"metadata", "MMDS content file (MMDS is not supported yet: refused).", true},
 	{"mmds-size-limit", "MMDS size limit (accepted, unused).", true},
 	{"enable-pci", "PCIe support (not supported yet: refused).", false},
-	{"snapshot-version", "Print the snapshot data format version (snapshots are not supported yet).", false},
-	{"describe-snapshot", "Print a snapshot's data format version (snapshots are not supported yet).", true},
+	{"snapshot-version", "Print the snapshot data format version (not supported yet).", false},
+	{"describe-snapshot", "Print a snapshot's data format version (not supported yet).", true},
 }
 
 var errArgs = errors.New("Arguments parsing error")
@@ -174,6 +175,8 @@ type fcRun struct {
 	allowEmulated bool
 	console       io.Writer
 	consoleInput  string
+	// load, when set, restores a snapshot at start (vmm restore).
+	load *api.SnapshotLoadParams
 }
 
 // runFirecracker is Firecracker's main: it returns the exit status.
@@ -198,8 +201,8 @@ func runFirecracker(args []string) int {
 	for _, refused := range []struct{ flag, why string }{
 		{"metadata", "MMDS is not supported yet"},
 		{"enable-pci", "PCIe devices are not supported yet"},
-		{"snapshot-version", "snapshots are not supported yet"},
-		{"describe-snapshot", "snapshots are not supported yet"},
+		{"snapshot-version", "--snapshot-version is not supported yet"},
+		{"describe-snapshot", "--describe-snapshot is not supported yet"},
 		{"module", "log module filters are not supported yet"},
 	} {
 		if _, ok := got[refused.flag]; ok {
@@ -315,6 +318,13 @@ func (r fcRun) serve() int {
 		if resp := ctl.Handle(api.InstanceStart{}); resp.Status >= 300 {
 			return fail(exitGenericError, fmt.Errorf("Could not start the microVM from the configuration file: %s", resp.Body))
 		}
+	}
+	if r.load != nil {
+		start := time.Now()
+		if resp := ctl.Handle(api.SnapshotLoad{Params: *r.load}); resp.Status >= 300 {
+			return fail(exitGenericError, fmt.Errorf("%s", faultText(resp.Body)))
+		}
+		fmt.Fprintf(os.Stderr, "vmm: snapshot %s loaded in %v\n", r.load.SnapshotPath, time.Since(start).Round(time.Microsecond))
 	}
 
 	var stoppedBy os.Signal

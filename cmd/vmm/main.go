@@ -32,7 +32,7 @@ func main() {
 		Usage: "boot Linux micro-VMs on KVM",
 		Description: "vmm boots a Linux kernel (bzImage or vmlinux) in a KVM virtual machine with a serial\n" +
 			"console, virtio-blk disks and virtio-net interfaces, and exits when the guest powers off.",
-		Commands:        []*cli.Command{runCommand(), checkCommand(), firecrackerCommand()},
+		Commands:        []*cli.Command{runCommand(), checkCommand(), firecrackerCommand(), snapshotCommand(), restoreCommand()},
 		HideHelpCommand: true,
 		// --disk and --net values hold commas of their own.
 		DisableSliceFlagSeparator: true,

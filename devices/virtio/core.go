@@ -61,6 +61,7 @@ type Core struct {
 	driverFeatures uint64
 	queueSel       uint32
 	queues         []queueRegs
+	quiesced       bool // Quiesce stopped the running device (persist.go)
 }
 
 // queueRegs are one queue's registers as the driver last wrote them.

@@ -75,6 +75,7 @@ func (c *Core) activate() {
 // reset returns the device to its initial state (virtio 1.2 §2.4).
 func (c *Core) reset() {
 	c.dev.Reset()
+	c.quiesced = false
 	c.running.Store(false)
 	c.live.Store(nil)
 	c.status = 0

@@ -324,6 +324,11 @@ func (n *Net) stopLocked() {
 		close(n.rx.stopc)
 		_ = n.backend.SetReadDeadline(past)
 		n.rx.wait()
+		// Receive buffers held for frames that never came go back to the
+		// ring unused: a device quiesced for a snapshot (virtio.Core.Quiesce)
+		// and started again, or restored, takes them again instead of
+		// losing them. After a real reset the queue is forgotten anyway.
+		n.rx.q.Rewind(uint16(n.rx.count))
 		n.rx = nil
 	}
 	if n.tx != nil {

@@ -1,0 +1,531 @@
+package machine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/vmm-dev/vmm/bus"
+	"github.com/vmm-dev/vmm/devices/serial"
+	"github.com/vmm-dev/vmm/devices/virtio"
+	"github.com/vmm-dev/vmm/kvm"
+	"github.com/vmm-dev/vmm/memory"
+	"github.com/vmm-dev/vmm/snapshot"
+	"github.com/vmm-dev/vmm/vcpu"
+)
+
+// Sentinel errors of pause, snapshot and restore; callers branch on them.
+var (
+	// ErrNotPaused: a snapshot needs a paused VM.
+	ErrNotPaused = errors.New("the VM is not paused")
+	// ErrSnapshotUnsupported: this VM has a part whose state a snapshot
+	// cannot save yet; the message names it.
+	ErrSnapshotUnsupported = errors.New("snapshot not supported for this VM")
+	// ErrNoDirtyBase: a Diff snapshot needs dirty page tracking and a
+	// Full snapshot (or a restore) before it.
+	ErrNoDirtyBase = errors.New("no base for a Diff snapshot")
+	// ErrSnapshotState: the snapshot's sections are unusable (they
+	// passed the checksum, so they were made so, not damaged).
+	ErrSnapshotState = errors.New("invalid snapshot state")
+)
+
+// SnapshotType is Firecracker's snapshot_type.
+type SnapshotType string
+
+const (
+	// SnapshotFull writes all of guest RAM.
+	SnapshotFull SnapshotType = "Full"
+	// SnapshotDiff writes only the pages the guest wrote since the last
+	// snapshot, into a sparse file at their offsets.
+	SnapshotDiff SnapshotType = "Diff"
+)
+
+// SnapshotParams say where a snapshot goes.
+type SnapshotParams struct {
+	StatePath  string // the state file (snapshot_path)
+	MemPath    string // the guest memory file (mem_file_path)
+	Type       SnapshotType
+	VMMVersion string // recorded; a restore by another version is refused
+}
+
+// SnapshotStats is what a snapshot took.
+type SnapshotStats struct {
+	MemBytesWritten int64 // guest RAM bytes written (data, not holes)
+	StateBytes      int
+	Duration        time.Duration
+}
+
+// Section names of the state file.
+const (
+	secMachine = "machine"
+	secVM      = "kvm-vm"
+	secVCPUs   = "vcpus"
+	secSerial  = "serial"
+	secVirtio  = "virtio-mmio"
+)
+
+// savedMachine is the shape of the VM, which a restore rebuilds before
+// it loads the state into it.
+type savedMachine struct {
+	CPUs    int
+	Memory  uint64
+	NoACPI  bool
+	Regions []savedRegion
+	// The virtio devices, rebuilt in the same order at the same slots:
+	// disks (their images are not in the snapshot: the same paths must
+	// hold the same data), NICs (with the MAC the guest knows) and the
+	// entropy device.
+	Disks   []Disk
+	NICs    []NIC
+	Entropy *Entropy
+}
+
+type savedRegion struct {
+	Base uint64
+	Size uint64
+}
+
+// savedVM is the VM-wide state KVM keeps: the PIT, kvmclock and the
+// irqchips.
+type savedVM struct {
+	PIT      kvm.PITState2
+	Clock    kvm.ClockData
+	IRQChips []kvm.IRQChipState // PIC master, PIC slave, IOAPIC
+}
+
+var irqChips = []kvm.IRQChip{kvm.IRQChipPICMaster, kvm.IRQChipPICSlave, kvm.IRQChipIOAPIC}
+
+// Pause stops every vCPU out of KVM_RUN and returns once all of them
+// wait. Device requests already in flight complete; virtio devices take
+// no new ones, since only the stopped guest could make them.
+func (m *Machine) Pause() {
+	for _, v := range m.vcpus {
+		v.Pause()
+	}
+}
+
+// Resume lets the vCPUs run again; each tells the guest's kvmclock it
+// was stopped (KVM_KVMCLOCK_CTRL) on its way back in.
+func (m *Machine) Resume() {
+	for _, v := range m.vcpus {
+		v.Resume()
+	}
+}
+
+// Paused reports whether every vCPU is held out of the guest.
+func (m *Machine) Paused() bool {
+	for _, v := range m.vcpus {
+		if !v.Paused() {
+			return false
+		}
+	}
+	return len(m.vcpus) > 0
+}
+
+// snapshotBlocker names what keeps this VM from being snapshotted, or
+// returns "".
+func (m *Machine) snapshotBlocker() string {
+	switch {
+	case m.pci != nil:
+		return "the virtio-pci transport (its MSI-X state is not saved yet)"
+	case m.cfg.Vsock != nil:
+		return "the vsock device (its connections are not saved yet)"
+	case m.cfg.Balloon != nil:
+		return "the balloon (its statistics buffer is not saved yet)"
+	case len(m.cfg.Shares) > 0:
+		return "shared directories"
+	case len(m.mmioTransports) != len(m.cores):
+		return "a virtio device without a virtio-mmio transport"
+	}
+	return ""
+}
+
+// Snapshot writes the paused VM to p.StatePath and p.MemPath. The VM
+// stays paused; Resume continues it.
+func (m *Machine) Snapshot(p SnapshotParams) (SnapshotStats, error) {
+	start := time.Now()
+	var st SnapshotStats
+	if !m.Paused() {
+		return st, ErrNotPaused
+	}
+	if b := m.snapshotBlocker(); b != "" {
+		return st, fmt.Errorf("%w: %s", ErrSnapshotUnsupported, b)
+	}
+	switch p.Type {
+	case SnapshotFull, "":
+		p.Type = SnapshotFull
+	case SnapshotDiff:
+		if !m.cfg.TrackDirtyPages {
+			return st, fmt.Errorf("%w: dirty page tracking is off (track_dirty_pages)", ErrNoDirtyBase)
+		}
+		if len(m.cores) > 0 {
+			// The devices write guest RAM from this process (a disk
+			// read lands in a guest buffer), which KVM's dirty log
+			// never sees.
+			return st, fmt.Errorf("%w: the VM has virtio devices, whose writes to guest memory are not tracked", ErrNoDirtyBase)
+		}
+		if !m.dirtyBase {
+			// KVM logs only the guest's writes; the VMM's own (the
+			// kernel it loaded) are in no log, so a diff is only
+			// complete against a snapshot or restore taken after them.
+			return st, fmt.Errorf("%w: take a Full snapshot first", ErrNoDirtyBase)
+		}
+	default:
+		return st, fmt.Errorf("snapshot type %q: want Full or Diff", p.Type)
+	}
+	// The devices finish their requests in flight and stop, so their
+	// rings and guest memory hold still while both are written; they
+	// start again when the snapshot is done, whether or not it worked.
+	for _, c := range m.cores {
+		c.Quiesce()
+	}
+	defer func() {
+		for _, c := range m.cores {
+			c.Unquiesce()
+		}
+	}()
+	f, err := m.saveState(p.VMMVersion)
+	if err != nil {
+		return st, err
+	}
+	var regions [][]byte
+	for _, r := range m.mem.Regions() {
+		regions = append(regions, r.Host)
+	}
+	// Read (and so clear) the dirty log in both cases: after a Full
+	// snapshot the next Diff holds what changed since this one.
+	var dirty [][]uint64
+	if m.cfg.TrackDirtyPages {
+		for slot, r := range m.mem.Regions() {
+			bm, err := m.vm.DirtyLog(uint32(slot), uint64(len(r.Host)))
+			if err != nil {
+				return st, fmt.Errorf("snapshot: %w", err)
+			}
+			dirty = append(dirty, bm)
+		}
+	}
+	if p.Type == SnapshotFull {
+		dirty = nil
+	}
+	if st.MemBytesWritten, err = snapshot.WriteMemory(p.MemPath, regions, dirty); err != nil {
+		return st, fmt.Errorf("snapshot: %w", err)
+	}
+	b, err := snapshot.Encode(f)
+	if err != nil {
+		return st, fmt.Errorf("snapshot: %w", err)
+	}
+	st.StateBytes = len(b)
+	if err := snapshot.WriteFile(p.StatePath, f); err != nil {
+		return st, err
+	}
+	m.dirtyBase = true
+	st.Duration = time.Since(start)
+	return st, nil
+}
+
+func (m *Machine) saveState(version string) (*snapshot.File, error) {
+	hdr, err := hostHeader(m.sys, version)
+	if err != nil {
+		return nil, err
+	}
+	sm := savedMachine{CPUs: m.cfg.CPUs, Memory: m.cfg.Memory, NoACPI: m.cfg.NoACPI,
+		Disks: m.cfg.Disks, Entropy: m.cfg.Entropy}
+	for i, n := range m.cfg.NICs {
+		n.MAC = m.nics[i].MAC() // the generated one, when none was given
+		sm.NICs = append(sm.NICs, n)
+	}
+	var transports []virtio.MMIOState
+	for _, t := range m.mmioTransports {
+		ts, err := t.Save()
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+		transports = append(transports, ts)
+	}
+	for _, r := range m.mem.Regions() {
+		sm.Regions = append(sm.Regions, savedRegion{Base: uint64(r.Base), Size: uint64(len(r.Host))})
+	}
+	var svm savedVM
+	if svm.PIT, err = m.vm.PIT2(); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if svm.Clock, err = m.vm.Clock(); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	for _, c := range irqChips {
+		s, err := m.vm.IRQChip(c)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+		svm.IRQChips = append(svm.IRQChips, s)
+	}
+	list, err := m.sys.MSRIndexList()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	msrs := vcpu.SnapshotMSRs(list)
+	xsave, err := m.vm.XSaveSize()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	var vcpus []*vcpu.State
+	for _, v := range m.vcpus {
+		s, err := v.Save(msrs, xsave)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+		vcpus = append(vcpus, s)
+	}
+	f := &snapshot.File{Header: hdr}
+	for _, s := range []struct {
+		name string
+		v    any
+	}{
+		{secMachine, sm}, {secVM, svm}, {secVCPUs, vcpus}, {secSerial, m.uart.Save()}, {secVirtio, transports},
+	} {
+		b, err := json.Marshal(s.v)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: encode %s: %w", s.name, err)
+		}
+		f.Sections = append(f.Sections, snapshot.Section{Name: s.name, Data: b})
+	}
+	return f, nil
+}
+
+// hostHeader is the header a snapshot made on this host carries.
+func hostHeader(sys *kvm.System, version string) (snapshot.Header, error) {
+	h := snapshot.Header{FormatVersion: snapshot.FormatVersion, VMMVersion: version}
+	leaves, err := sys.SupportedCPUID()
+	if err != nil {
+		return h, fmt.Errorf("snapshot: %w", err)
+	}
+	for _, l := range leaves {
+		switch l.Function {
+		case 0:
+			var v [12]byte
+			for i, r := range []uint32{l.EBX, l.EDX, l.ECX} {
+				v[4*i], v[4*i+1], v[4*i+2], v[4*i+3] = byte(r), byte(r>>8), byte(r>>16), byte(r>>24)
+			}
+			h.CPUVendor = string(v[:])
+		case 1:
+			h.CPUSignature = l.EAX
+		}
+	}
+	return h, nil
+}
+
+// RestoreParams say what to restore and how the restored VM meets the
+// host.
+type RestoreParams struct {
+	StatePath  string
+	MemPath    string // mem_backend File: mapped MAP_PRIVATE
+	VMMVersion string // must equal the snapshot's
+	// TrackDirtyPages logs the guest's writes from the restore on, for
+	// Diff snapshots of the restored VM.
+	TrackDirtyPages bool
+	// NetworkOverrides give restored NICs other TAPs: NIC ID (iface_id)
+	// to TAP name. Every ID must be the snapshot's.
+	NetworkOverrides map[string]string
+	Console          io.Writer
+	Progress         func(value byte, sinceStart time.Duration)
+}
+
+// Restore builds a VM from a snapshot. It comes back paused: Run it, and
+// Resume it when it should go on. Nothing of the VM is left when it
+// fails, and nothing runs before every check passed.
+func Restore(p RestoreParams) (_ *Machine, err error) {
+	m := &Machine{pio: &bus.Bus{}, mmio: &bus.Bus{}}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, m.Close())
+		}
+	}()
+	mark := m.phaseTimer()
+	f, err := snapshot.ReadFile(p.StatePath)
+	if err != nil {
+		return nil, err
+	}
+	if m.sys, err = kvm.Open(); err != nil {
+		return nil, err
+	}
+	m.onClose(m.sys.Close)
+	host, err := hostHeader(m.sys, p.VMMVersion)
+	if err != nil {
+		return nil, err
+	}
+	if err := snapshot.Check(f.Header, host); err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", p.StatePath, err)
+	}
+	var (
+		sm         savedMachine
+		svm        savedVM
+		cpus       []*vcpu.State
+		uart       serial.State
+		transports []virtio.MMIOState
+	)
+	for _, s := range []struct {
+		name string
+		v    any
+	}{
+		{secMachine, &sm}, {secVM, &svm}, {secVCPUs, &cpus}, {secSerial, &uart}, {secVirtio, &transports},
+	} {
+		b, ok := f.Section(s.name)
+		if !ok {
+			return nil, fmt.Errorf("%w: no %q section", ErrSnapshotState, s.name)
+		}
+		if err := json.Unmarshal(b, s.v); err != nil {
+			return nil, fmt.Errorf("%w: section %q: %w", ErrSnapshotState, s.name, err)
+		}
+	}
+	maxCPUs, err := m.sys.MaxVCPUs()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSaved(sm, svm, cpus, maxCPUs); err != nil {
+		return nil, err
+	}
+	nics, err := overrideNICs(sm.NICs, p.NetworkOverrides)
+	if err != nil {
+		return nil, err
+	}
+	m.cfg = Config{Kernel: p.StatePath, CPUs: sm.CPUs, Memory: sm.Memory, NoACPI: sm.NoACPI,
+		Disks: sm.Disks, NICs: nics, Entropy: sm.Entropy,
+		Console: p.Console, Progress: p.Progress, TrackDirtyPages: p.TrackDirtyPages}.withDefaults()
+	if err := m.cfg.validate(maxCPUs); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSnapshotState, err)
+	}
+	if n := m.cfg.virtioDevices(); n != len(transports) {
+		return nil, fmt.Errorf("%w: %d virtio device states for %d devices", ErrSnapshotState, len(transports), n)
+	}
+	mark("snapshot file")
+
+	mf, err := snapshot.OpenMemory(p.MemPath, sm.Memory)
+	if err != nil {
+		return nil, err
+	}
+	m.mem, err = memory.NewFromFile(mf, sm.Memory)
+	err = errors.Join(err, mf.Close())
+	if err != nil {
+		return nil, fmt.Errorf("guest memory: %w", err)
+	}
+	m.onClose(m.mem.Close)
+	for i, r := range m.mem.Regions() {
+		if i >= len(sm.Regions) || sm.Regions[i] != (savedRegion{uint64(r.Base), uint64(len(r.Host))}) {
+			return nil, fmt.Errorf("%w: guest RAM layout differs from this vmm's for %d bytes", ErrSnapshotState, sm.Memory)
+		}
+	}
+	mark("guest memory mapped")
+	if err := m.createVM(); err != nil {
+		return nil, err
+	}
+	mark("KVM VM and irqchip")
+	if err := m.registerMemory(); err != nil {
+		return nil, err
+	}
+	mark("guest memory slots")
+	if err := m.addPlatformDevices(); err != nil {
+		return nil, err
+	}
+	if _, err := m.addVirtioDevices(); err != nil {
+		return nil, err
+	}
+	mark("devices")
+	if err := m.vm.SetPIT2(svm.PIT); err != nil {
+		return nil, err
+	}
+	for _, s := range svm.IRQChips {
+		if err := m.vm.SetIRQChip(s); err != nil {
+			return nil, err
+		}
+	}
+	for _, st := range cpus {
+		fd, err := m.vm.CreateVCPU(st.ID)
+		if err != nil {
+			return nil, err
+		}
+		m.onClose(fd.Close)
+		v, err := vcpu.New(fd, vcpu.Config{
+			Buses: vcpu.Buses{PIO: m.pio, MMIO: m.mmio}, CPUID: st.CPUID, Memory: m.mem,
+		})
+		if err != nil {
+			return nil, err
+		}
+		v.Pause()
+		if err := v.Restore(st); err != nil {
+			return nil, err
+		}
+		m.vcpus = append(m.vcpus, v)
+	}
+	// KVM_SET_CLOCK with the flags cleared (api.rst 4.56): the guest's
+	// clock goes on from the value it had when paused, not from a host
+	// time stamp of another boot, so it jumps neither back nor forward by
+	// the time the snapshot sat on disk.
+	if err := m.vm.SetClock(kvm.ClockData{Clock: svm.Clock.Clock}); err != nil {
+		return nil, err
+	}
+	if err := m.uart.Restore(uart); err != nil {
+		return nil, err
+	}
+	// Last: a restored device starts its workers and raises its pending
+	// interrupt into the irqchip restored above.
+	for i, t := range m.mmioTransports {
+		if err := t.Restore(transports[i]); err != nil {
+			return nil, fmt.Errorf("virtio device %d: %w", i, err)
+		}
+	}
+	m.dirtyBase = true
+	mark("vCPU and device state")
+	return m, nil
+}
+
+// overrideNICs applies a restore's network overrides (iface_id to TAP).
+func overrideNICs(saved []NIC, overrides map[string]string) ([]NIC, error) {
+	nics := append([]NIC(nil), saved...)
+	for id, tap := range overrides {
+		found := false
+		for i := range nics {
+			if nics[i].ID == id && id != "" {
+				nics[i].TAP, found = tap, true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: network override for %q: the snapshot has no network interface of that id", ErrSnapshotState, id)
+		}
+	}
+	return nics, nil
+}
+
+// checkSaved validates the decoded sections before any of them reaches
+// KVM.
+func checkSaved(sm savedMachine, svm savedVM, cpus []*vcpu.State, maxCPUs int) error {
+	var errs []error
+	if sm.CPUs < 1 || sm.CPUs > maxCPUs || sm.CPUs > 254 {
+		errs = append(errs, fmt.Errorf("%d vCPUs (this host allows 1 to %d)", sm.CPUs, min(maxCPUs, 254)))
+	}
+	if len(cpus) != sm.CPUs {
+		errs = append(errs, fmt.Errorf("%d vCPU states for %d vCPUs", len(cpus), sm.CPUs))
+	}
+	for i, c := range cpus {
+		if c == nil || c.ID != i {
+			errs = append(errs, fmt.Errorf("vCPU state %d is missing or out of order", i))
+		}
+	}
+	if sm.Memory < memory.MinSize || sm.Memory > memory.MaxSize {
+		errs = append(errs, fmt.Errorf("%d bytes of guest RAM", sm.Memory))
+	}
+	if len(svm.IRQChips) != len(irqChips) {
+		errs = append(errs, fmt.Errorf("%d irqchip states, want %d", len(svm.IRQChips), len(irqChips)))
+	} else {
+		for i, c := range irqChips {
+			if svm.IRQChips[i].ChipID != c {
+				errs = append(errs, fmt.Errorf("irqchip state %d is for %v, want %v", i, svm.IRQChips[i].ChipID, c))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrSnapshotState, errors.Join(errs...))
+	}
+	return nil
+}

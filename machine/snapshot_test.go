@@ -1,0 +1,300 @@
+package machine
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vmm-dev/vmm/internal/testguest"
+	"github.com/vmm-dev/vmm/snapshot"
+)
+
+// counterAddr is where the counting guest keeps its counter (32 MiB).
+const counterAddr = 0x200_0000
+
+// counterGuest counts in memory forever:
+// inc qword [0x2000000]; jmp back to the inc.
+var counterGuest = []byte{0x48, 0xff, 0x04, 0x25, 0x00, 0x00, 0x00, 0x02, 0xeb, 0xf6}
+
+func skipWithoutKVM(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		t.Skip("no /dev/kvm on this host: KVM tests skipped")
+	}
+}
+
+func counter(t *testing.T, m *Machine) uint64 {
+	t.Helper()
+	b, err := m.mem.Slice(counterAddr, 8)
+	require.NoError(t, err)
+	return binary.LittleEndian.Uint64(b)
+}
+
+// runAsync runs m and returns a channel with Run's error.
+func runAsync(m *Machine) chan error {
+	done := make(chan error, 1)
+	go func() { _, err := m.Run(); done <- err }()
+	return done
+}
+
+func stop(t *testing.T, m *Machine, done chan error) {
+	t.Helper()
+	m.Stop()
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, ErrStopped)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not end after Stop")
+	}
+	require.NoError(t, m.Close())
+}
+
+// The counting guest is paused (the counter stops), snapshotted, resumed,
+// and restored in a new machine, where it counts on from the snapshot's
+// value. A Diff snapshot after more counting is a few pages, and full
+// plus diff restores the later count.
+func TestSnapshotRestoreCounter(t *testing.T) {
+	skipWithoutKVM(t)
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "counter.elf")
+	require.NoError(t, os.WriteFile(kernel, testguest.ELF(counterGuest), 0o644))
+	const version = "test-1"
+	m, err := New(Config{Kernel: kernel, Memory: 64 << 20, CPUs: 2, TrackDirtyPages: true})
+	require.NoError(t, err)
+	done := runAsync(m)
+
+	_, err = m.Snapshot(SnapshotParams{StatePath: filepath.Join(dir, "x"), MemPath: filepath.Join(dir, "y")})
+	require.ErrorIs(t, err, ErrNotPaused, "a running VM is not snapshotted")
+	require.Eventually(t, func() bool { return counter(t, m) > 100 }, 10*time.Second, time.Millisecond)
+	m.Pause()
+	require.True(t, m.Paused())
+	c1 := counter(t, m)
+	time.Sleep(50 * time.Millisecond)
+	require.Equal(t, c1, counter(t, m), "the counter stops while paused")
+
+	_, err = m.Snapshot(SnapshotParams{StatePath: filepath.Join(dir, "x"), MemPath: filepath.Join(dir, "y"), Type: SnapshotDiff, VMMVersion: version})
+	require.ErrorIs(t, err, ErrNoDirtyBase, "no Diff before a Full snapshot")
+	full := SnapshotParams{StatePath: filepath.Join(dir, "full.snap"), MemPath: filepath.Join(dir, "full.mem"), Type: SnapshotFull, VMMVersion: version}
+	fst, err := m.Snapshot(full)
+	require.NoError(t, err)
+	t.Logf("full snapshot: %d bytes of RAM written, state %d bytes, %v", fst.MemBytesWritten, fst.StateBytes, fst.Duration)
+
+	m.Resume()
+	require.Eventually(t, func() bool { return counter(t, m) > c1+100 }, 10*time.Second, time.Millisecond)
+	m.Pause()
+	c2 := counter(t, m)
+	diff := SnapshotParams{StatePath: filepath.Join(dir, "diff.snap"), MemPath: filepath.Join(dir, "diff.mem"), Type: SnapshotDiff, VMMVersion: version}
+	dst, err := m.Snapshot(diff)
+	require.NoError(t, err)
+	t.Logf("diff snapshot: %d bytes of RAM written, %v", dst.MemBytesWritten, dst.Duration)
+	assert.Less(t, dst.MemBytesWritten, fst.MemBytesWritten/10, "a diff holds only the dirtied pages")
+	assert.Positive(t, dst.MemBytesWritten, "the counter's page is in the diff")
+	stop(t, m, done)
+
+	// Restore the full snapshot: the counter is c1 and goes on from there.
+	start := time.Now()
+	r, err := Restore(RestoreParams{StatePath: full.StatePath, MemPath: full.MemPath, VMMVersion: version, Console: io.Discard})
+	require.NoError(t, err)
+	built := time.Since(start)
+	assert.True(t, r.Paused(), "a restored VM comes back paused")
+	assert.Equal(t, c1, counter(t, r))
+	rdone := runAsync(r)
+	time.Sleep(20 * time.Millisecond)
+	assert.Equal(t, c1, counter(t, r), "paused until Resume")
+	resumeAt := time.Now()
+	r.Resume()
+	require.Eventually(t, func() bool { return counter(t, r) > c1 }, 10*time.Second, time.Millisecond)
+	t.Logf("restore: %v to build the VM from the snapshot, first guest instruction %v after Resume (%v after Restore began)",
+		built, r.FirstRun().Sub(resumeAt), r.FirstRun().Sub(start))
+	for _, p := range r.Phases() {
+		t.Logf("  restore phase %s: %v", p.Name, p.Duration)
+	}
+	stop(t, r, rdone)
+
+	// Full plus diff is the later state.
+	require.NoError(t, snapshot.MergeDiff(full.MemPath, diff.MemPath))
+	r2, err := Restore(RestoreParams{StatePath: diff.StatePath, MemPath: full.MemPath, VMMVersion: version})
+	require.NoError(t, err)
+	assert.Equal(t, c2, counter(t, r2), "full plus diff restores the count of the diff")
+	r2done := runAsync(r2)
+	r2.Resume()
+	require.Eventually(t, func() bool { return counter(t, r2) > c2 }, 10*time.Second, time.Millisecond)
+	stop(t, r2, r2done)
+}
+
+// A restore refuses bad input before it runs anything.
+func TestRestoreRefuses(t *testing.T) {
+	skipWithoutKVM(t)
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "counter.elf")
+	require.NoError(t, os.WriteFile(kernel, testguest.ELF(counterGuest), 0o644))
+	m, err := New(Config{Kernel: kernel, Memory: 32 << 20})
+	require.NoError(t, err)
+	m.Pause()
+	p := SnapshotParams{StatePath: filepath.Join(dir, "vm.snap"), MemPath: filepath.Join(dir, "vm.mem"), VMMVersion: "v1"}
+	_, err = m.Snapshot(p)
+	require.NoError(t, err)
+	require.NoError(t, m.Close())
+
+	good := RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "v1"}
+	state, err := os.ReadFile(p.StatePath)
+	require.NoError(t, err)
+	write := func(name string, b []byte) string {
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, b, 0o600))
+		return path
+	}
+	corrupt := append([]byte(nil), state...)
+	corrupt[len(corrupt)/2] ^= 1
+	short := write("short.mem", make([]byte, 16<<20))
+	for _, tc := range []struct {
+		name string
+		mod  func(*RestoreParams)
+		want error
+	}{
+		{"other vmm version", func(r *RestoreParams) { r.VMMVersion = "v2" }, snapshot.ErrVMMVersion},
+		{"truncated state", func(r *RestoreParams) { r.StatePath = write("trunc.snap", state[:len(state)-10]) }, snapshot.ErrTruncated},
+		{"corrupt state", func(r *RestoreParams) { r.StatePath = write("corrupt.snap", corrupt) }, snapshot.ErrCorrupt},
+		{"memory file of the wrong size", func(r *RestoreParams) { r.MemPath = short }, snapshot.ErrMemoryFile},
+		{"missing memory file", func(r *RestoreParams) { r.MemPath = filepath.Join(dir, "nope") }, os.ErrNotExist},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rp := good
+			tc.mod(&rp)
+			_, err := Restore(rp)
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, tc.want), "%v", err)
+		})
+	}
+	r, err := Restore(good)
+	require.NoError(t, err)
+	require.NoError(t, r.Close())
+}
+
+// A VM with a disk and an entropy device is snapshotted and restored
+// with them, rebuilt at the same slots; a Diff is refused (device writes
+// are not in KVM's dirty log), and a missing disk image fails the
+// restore before anything runs.
+func TestSnapshotWithVirtioDevices(t *testing.T) {
+	skipWithoutKVM(t)
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "counter.elf")
+	require.NoError(t, os.WriteFile(kernel, testguest.ELF(counterGuest), 0o644))
+	disk := filepath.Join(dir, "disk.img")
+	require.NoError(t, os.WriteFile(disk, make([]byte, 1<<20), 0o644))
+	m, err := New(Config{Kernel: kernel, Memory: 64 << 20, TrackDirtyPages: true,
+		Disks: []Disk{{Path: disk, ReadOnly: true}}, Entropy: &Entropy{}})
+	require.NoError(t, err)
+	done := runAsync(m)
+	require.Eventually(t, func() bool { return counter(t, m) > 10 }, 10*time.Second, time.Millisecond)
+	m.Pause()
+	p := SnapshotParams{StatePath: filepath.Join(dir, "vm.snap"), MemPath: filepath.Join(dir, "vm.mem"), VMMVersion: "v"}
+	_, err = m.Snapshot(p)
+	require.NoError(t, err)
+	_, err = m.Snapshot(SnapshotParams{StatePath: filepath.Join(dir, "d.snap"), MemPath: filepath.Join(dir, "d.mem"), Type: SnapshotDiff, VMMVersion: "v"})
+	assert.ErrorIs(t, err, ErrNoDirtyBase)
+	c1 := counter(t, m)
+	stop(t, m, done)
+
+	r, err := Restore(RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "v"})
+	require.NoError(t, err)
+	require.Len(t, r.disks, 1)
+	require.NotNil(t, r.entropy)
+	assert.Equal(t, []Disk{{Path: disk, ReadOnly: true}}, r.cfg.Disks)
+	rdone := runAsync(r)
+	r.Resume()
+	require.Eventually(t, func() bool { return counter(t, r) > c1 }, 10*time.Second, time.Millisecond)
+	stop(t, r, rdone)
+
+	require.NoError(t, os.Rename(disk, disk+".moved"))
+	_, err = Restore(RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "v"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "disk.img")
+	_, err = Restore(RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "v",
+		NetworkOverrides: map[string]string{"eth0": "tap9"}})
+	assert.ErrorIs(t, err, ErrSnapshotState, "an override for an interface the snapshot lacks")
+}
+
+// BenchmarkRestore measures a restore of the counting guest, from the
+// call to the guest's first instruction (Restore, Run, Resume, first
+// KVM_RUN), 64 MiB of RAM, one vCPU.
+func BenchmarkRestore(b *testing.B) {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		b.Skip("no /dev/kvm")
+	}
+	dir := b.TempDir()
+	kernel := filepath.Join(dir, "counter.elf")
+	if err := os.WriteFile(kernel, testguest.ELF(counterGuest), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	m, err := New(Config{Kernel: kernel, Memory: 64 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.Pause()
+	p := SnapshotParams{StatePath: filepath.Join(dir, "vm.snap"), MemPath: filepath.Join(dir, "vm.mem"), VMMVersion: "b"}
+	if _, err := m.Snapshot(p); err != nil {
+		b.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		b.Fatal(err)
+	}
+	var total time.Duration
+	for b.Loop() {
+		start := time.Now()
+		r, err := Restore(RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "b"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { _, err := r.Run(); done <- err }()
+		r.Resume()
+		for r.FirstRun().IsZero() {
+			time.Sleep(10 * time.Microsecond)
+		}
+		total += r.FirstRun().Sub(start)
+		r.Stop()
+		<-done
+		if err := r.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms-to-first-instruction")
+}
+
+// Pause and Resume in quick succession, with the vCPUs in the guest,
+// never lose a pause: each Pause returns with every vCPU parked and the
+// counter still. (A Resume racing the next Pause once cleared the
+// Pause's immediate_exit, and a vCPU ran on in the guest.)
+func TestPauseResumeRepeatedly(t *testing.T) {
+	skipWithoutKVM(t)
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "counter.elf")
+	require.NoError(t, os.WriteFile(kernel, testguest.ELF(counterGuest), 0o644))
+	m, err := New(Config{Kernel: kernel, Memory: 64 << 20, CPUs: 4})
+	require.NoError(t, err)
+	done := runAsync(m)
+	for range 200 {
+		paused := make(chan struct{})
+		go func() { m.Pause(); close(paused) }()
+		select {
+		case <-paused:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Pause did not return: a vCPU stayed in the guest")
+		}
+		require.True(t, m.Paused())
+		c := counter(t, m)
+		_, err := m.saveState("x")
+		require.NoError(t, err)
+		require.Equal(t, c, counter(t, m))
+		m.Resume()
+	}
+	stop(t, m, done)
+}
