@@ -129,9 +129,10 @@ ping -c 3 "$peer"
 sleep 10
 `
 
-// The bridge module is not among level 1's modules: it comes in $DATA and
-// is loaded here unless the kernel already has bridges (direct mode).
-var netBridgeL1 = `
+// bridgeSetupL1 makes bridge br0 with ports tapa and tapb. The bridge
+// module is not among level 1's modules: it comes in $DATA and is loaded
+// here unless the kernel already has bridges (direct mode).
+const bridgeSetupL1 = `
 if ! ip link add br0 type bridge 2> /dev/null; then
 	for m in llc stp bridge; do insmod "$DATA/$m.ko"; done
 	ip link add br0 type bridge
@@ -143,6 +144,9 @@ for t in tapa tapb; do
 	ip link set $t master br0
 	ip link set $t up
 done
+`
+
+var netBridgeL1 = bridgeSetupL1 + `
 # Guest A runs in the background, its console kept in a file; guest B is
 # the step.
 timeout -k 5 "$STEP_TIMEOUT" "$VMM" run --kernel "$GUEST_BZIMAGE" --initrd "$GUEST_INITRD" \

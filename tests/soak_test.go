@@ -311,18 +311,7 @@ END {
 // bridgeLoopL1 sets up br0 with tapa and tapb once; bridge_iteration then
 // boots two guests on it, A in the background and B as the step, each
 // pinging the other.
-const bridgeLoopL1 = `
-if ! ip link add br0 type bridge 2> /dev/null; then
-	for m in llc stp bridge; do insmod "$DATA/$m.ko"; done
-	ip link add br0 type bridge
-fi
-ip addr add 172.30.1.1/24 dev br0
-ip link set br0 up
-for t in tapa tapb; do
-	tunctl -t $t > /dev/null
-	ip link set $t master br0
-	ip link set $t up
-done
+const bridgeLoopL1 = bridgeSetupL1 + `
 bridge_iteration() {
 	local step=$1 cpus=$2
 	timeout -k 5 "$STEP_TIMEOUT" "$VMM" run --kernel "$GUEST_BZIMAGE" --initrd "$GUEST_INITRD" \
