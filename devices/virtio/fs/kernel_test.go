@@ -47,8 +47,12 @@ func TestHostKernelClient(t *testing.T) {
 
 	sh := func(script string) string {
 		t.Helper()
-		cmd := exec.Command("sh", "-ec", script)
-		cmd.Dir = mnt
+		// The shell enters the mount itself: with cmd.Dir the forked
+		// child would chdir into it before exec, still sharing this
+		// process's memory (vfork), and wait on a FUSE request this
+		// process serves. Seen once in CI: the child hung in fuse_access
+		// under chdir until the test timed out.
+		cmd := exec.Command("sh", "-ec", `cd "$0"; `+script, mnt)
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "%s\n%s", script, out)
 		return string(out)
