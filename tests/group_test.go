@@ -54,6 +54,7 @@ func (g *group) run(t *testing.T) *sandbox.Result {
 		if os.Getenv("VMM_CONSOLE") != "" {
 			console = os.Stdout // watch the consoles live
 		}
+		guestFaults, level1Faults := 0, 0
 		for attempt := 1; ; attempt++ {
 			g.res, g.err = g.runOnce(vmm, console)
 			if g.res != nil {
@@ -65,7 +66,12 @@ func (g *group) run(t *testing.T) *sandbox.Result {
 				}
 			}
 			fault := sandboxFault(g.res, g.err)
-			if fault == "" || g.noRepeat || attempt > maxSandboxRetries {
+			if errors.Is(g.err, sandbox.ErrFrozen) || errors.Is(g.err, sandbox.ErrIncomplete) {
+				level1Faults++
+			} else if fault != "" {
+				guestFaults++
+			}
+			if fault == "" || g.noRepeat || guestFaults > maxSandboxRetries || level1Faults > maxLevel1Retries {
 				break
 			}
 			t.Logf("group %q: attempt %d failed as the nested sandbox makes runs fail (%s): running the whole group again", g.name, attempt, fault)
@@ -99,6 +105,12 @@ func (g *group) runOnce(vmm string, console io.Writer) (*sandbox.Result, error) 
 // A second fault of the same group in one run fails it (issue: a repeat
 // can hide a bug, so two are never taken as luck).
 const maxSandboxRetries = 1
+
+// maxLevel1Retries bounds the reruns after level 1 itself died or froze
+// (its kernel's oops, its heartbeat stopping): two. No guest ran to a
+// result then, and the evidence (level 1's oops or registers) is in the
+// log and the summary; each such repeat is listed like any other.
+const maxLevel1Retries = 2
 
 // sandboxFault names a failure of the kind the nested sandbox itself
 // causes, after which the whole group runs again from scratch: a new level
