@@ -14,6 +14,7 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/host"
 	"github.com/vmm-dev/vmm/machine"
+	"github.com/vmm-dev/vmm/vcpu"
 )
 
 // AppName and the version GET / reports.
@@ -44,6 +45,10 @@ type Options struct {
 type Outcome struct {
 	Action devices.PowerAction
 	Err    error
+	// Stopped holds where each vCPU was when a stop ended the run
+	// (machine.StopStates): a guest stopped by a signal or a timeout then
+	// says whether it hung in its own code or in the VMM.
+	Stopped []vcpu.StopState
 }
 
 // Response is the answer to one request.
@@ -486,6 +491,7 @@ func (c *Controller) run(m *machine.Machine, in *console.Input) {
 	action, err := m.Run()
 	close(ran)
 	tick.Stop()
+	stopped := m.StopStates()
 	errs := []error{err, in.Close()}
 	c.mu.Lock()
 	if ferr := c.flushMetrics(); ferr != nil {
@@ -498,7 +504,7 @@ func (c *Controller) run(m *machine.Machine, in *console.Input) {
 	} else {
 		c.log.Errorf("the microVM stopped: %v", err)
 	}
-	c.outcome = Outcome{Action: action, Err: errors.Join(errs...)}
+	c.outcome = Outcome{Action: action, Err: errors.Join(errs...), Stopped: stopped}
 	close(c.done)
 }
 

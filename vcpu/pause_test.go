@@ -59,3 +59,49 @@ func TestPauseSaveResume(t *testing.T) {
 	v.Kick()
 	require.NoError(t, <-done, "Kick ends a paused loop")
 }
+
+// blockingPort answers reads with 0x5a, but only once the test lets it.
+type blockingPort struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (p *blockingPort) Read(_ uint64, d []byte) {
+	p.entered <- struct{}{}
+	<-p.release
+	d[0] = 0x5a
+}
+func (p *blockingPort) Write(uint64, []byte) {}
+
+// A pause asked while vmm serves a port read parks the vCPU only after
+// KVM has completed the read: the saved registers hold the value read
+// and point past the IN, so a restore does not read the port again.
+func TestPauseCompletesPendingIO(t *testing.T) {
+	port := &blockingPort{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	buses := Buses{PIO: &bus.Bus{}, MMIO: &bus.Bus{}}
+	require.NoError(t, buses.PIO.Register("blocking", 0x10, 1, port))
+	// in al, 0x10; jmp $
+	v := newRealModeVCPU(t, []byte{0xe4, 0x10, 0xeb, 0xfe}, buses)
+	done := make(chan error, 1)
+	go func() { _, err := v.Run(); done <- err }()
+	<-port.entered
+
+	paused := make(chan struct{})
+	go func() { v.Pause(); close(paused) }()
+	require.Eventually(t, func() bool {
+		v.pmu.Lock()
+		defer v.pmu.Unlock()
+		return v.park.wanted
+	}, 5*time.Second, time.Millisecond, "Pause was asked")
+	close(port.release)
+	<-paused
+	require.True(t, v.Paused())
+
+	st, err := v.Save(nil, 4096)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(0x5a), st.Regs.RAX&0xff, "the read's value is in AL")
+	assert.Equal(t, uint64(0x1002), st.Regs.RIP, "RIP is past the IN, at the jmp")
+
+	v.Kick()
+	require.NoError(t, <-done)
+}

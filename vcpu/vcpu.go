@@ -143,8 +143,18 @@ func (v *VCPU) Run() (Event, error) {
 	}()
 
 	var entered time.Time // start of the run a kick interrupted
+	// pending is set while the last exit left work for KVM_RUN to finish:
+	// an I/O or MMIO access whose result KVM writes into the guest, and
+	// whose instruction it retires, only on the next KVM_RUN (the KVM API
+	// document, "KVM_RUN"). A pause then waits for one more KVM_RUN,
+	// which Pause's immediate_exit makes return at once with the access
+	// completed; parked before it, the vCPU's saved registers would miss
+	// the access and replay it on restore.
+	pending := false
 	for {
-		v.parkIfAsked()
+		if !pending {
+			v.parkIfAsked()
+		}
 		v.firstRun.CompareAndSwap(0, time.Now().UnixNano())
 		if v.stopping.Load() {
 			v.takeStopState(entered, time.Now())
@@ -156,6 +166,7 @@ func (v *VCPU) Run() (Event, error) {
 			return EventNone, fmt.Errorf("vCPU %d: %w", v.ID(), err)
 		}
 		_, interrupted := exit.(kvm.Interrupted)
+		pending = needsCompletion(exit)
 		if !interrupted {
 			entered = time.Time{}
 		} else if entered.IsZero() {
@@ -232,6 +243,16 @@ func (v *VCPU) handle(exit kvm.Exit) (Event, bool, error) {
 		return EventNone, true, fmt.Errorf("%w: %v", ErrUnhandledExit, exit)
 	}
 	return EventNone, false, nil
+}
+
+// needsCompletion reports whether KVM finishes exit's instruction only on
+// the next KVM_RUN.
+func needsCompletion(exit kvm.Exit) bool {
+	switch exit.(type) {
+	case kvm.IOIn, kvm.IOOut, kvm.MMIORead, kvm.MMIOWrite:
+		return true
+	}
+	return false
 }
 
 // Kick makes Run return as soon as possible: it sets immediate_exit so a

@@ -342,6 +342,9 @@ func (r fcRun) serve() int {
 			out := ctl.Outcome()
 			switch {
 			case stoppedBy != nil:
+				for _, st := range out.Stopped {
+					fmt.Fprintf(os.Stderr, "vmm: stopped: %v\n", st)
+				}
 				return signalStatus(stoppedBy)
 			case errors.Is(out.Err, machine.ErrStopped):
 				return exitOK // the console's quit key: the user's choice
