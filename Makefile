@@ -43,7 +43,7 @@ test: deps check e2e
 # prepare first: the kvm_guest kernel build (once) must not count against
 # the go test timeout.
 e2e: prepare
-	$(GO) test -count=1 -timeout 30m -v ./tests/...
+	$(GO) test -count=1 -timeout 60m -v ./tests/...
 
 boot: deps
 	$(GO) run ./tests/cmd/sandbox boot -- $(ARGS)

@@ -4,8 +4,8 @@
 package devices
 
 // Interrupt raises a device's interrupt line towards the guest. Lines are
-// edge-triggered: each Trigger delivers one interrupt. The machine backs
-// it with an eventfd bound to a GSI by KVM_IRQFD; tests use a counter.
+// edge-triggered: each Trigger delivers one interrupt. The machine pulses
+// a GSI of KVM's irqchip (KVM_IRQ_LINE); tests use a counter.
 type Interrupt interface {
 	Trigger() error
 }

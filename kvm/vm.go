@@ -121,7 +121,7 @@ func (vm *VM) IRQLine(irq uint32, high bool) error {
 	if high {
 		l.Level = 1
 	}
-	_, err := ioctlStruct(vm.h, fmt.Sprintf("KVM_IRQ_LINE %d", irq), kvmIRQLine, &l)
+	_, err := ioctlStruct(vm.h, "KVM_IRQ_LINE", kvmIRQLine, &l)
 	return err
 }
 

@@ -135,7 +135,7 @@ func (m *Machine) addVirtioDevices() ([]virtioSlot, error) {
 }
 
 // attachVirtio puts dev behind a virtio-mmio transport in slot index: the
-// window on the MMIO bus, an irqfd for its interrupt, and an ioeventfd
+// window on the MMIO bus, a KVM_IRQ_LINE GSI for its interrupt, and an ioeventfd
 // per queue on QueueNotify so the guest's kicks reach the device's
 // goroutine without a trip through a vCPU thread.
 func (m *Machine) attachVirtio(name string, index int, dev virtio.Device) (virtioSlot, error) {

@@ -6,7 +6,7 @@
 // the host through Receive into a bounded buffer the guest drains through
 // RBR.
 //
-// The interrupt line is edge-triggered (ISA IRQ 4 through KVM_IRQFD). The
+// The interrupt line is edge-triggered (ISA IRQ 4, pulsed with KVM_IRQ_LINE). The
 // UART raises an edge after any access that makes a source pending that
 // was not pending before it. A guest that last read IIR as "no interrupt"
 // therefore always gets an edge for the next interrupt; Linux's 8250

@@ -24,7 +24,7 @@ const (
 // to see its whole boot log instead of "quiet".
 const L1AppendEnv = "VMM_L1_APPEND"
 
-// QEMUEnv overrides the QEMU binary (default qemu-system-x86_64 in $PATH).
+// QEMUEnv overrides level 1's QEMU binary (default: Level1QEMU's choice).
 const QEMUEnv = "VMM_QEMU"
 
 // Level-1 machine overrides, for measuring the sandbox's own fault rate
@@ -93,9 +93,9 @@ func runNested(ctx context.Context, p prepared) (*Result, error) {
 		return nil, fmt.Errorf("sandbox: scenario %q: %w", sc.Name, err)
 	}
 
-	qemu := os.Getenv(QEMUEnv)
-	if qemu == "" {
-		qemu = "qemu-system-x86_64"
+	qemu, err := Level1QEMU(ctx)
+	if err != nil {
+		return nil, err
 	}
 	fw := newFreezeWatch(p.tmp)
 	cmd := exec.CommandContext(ctx, qemu, append(qemuArgs(p.kernel.BzImage, l1Initrd), fw.qemuArgs()...)...)

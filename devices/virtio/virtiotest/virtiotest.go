@@ -41,10 +41,10 @@ func NewMemory(size uint64) *memory.Memory {
 	return memory.FromSlices(memory.Region{Base: 0, Host: make([]byte, size)})
 }
 
-// IRQ is a devices.Interrupt for tests, backed by an eventfd as the
-// machine's KVM_IRQFD line is: Trigger is one write, and the driver side
-// wakes through Go's poller, so a device worker pays what it pays in a
-// real VM rather than a Go scheduler hand-off.
+// IRQ is a devices.Interrupt for tests, backed by an eventfd: Trigger is
+// one system call, as the machine's KVM_IRQ_LINE pulse is two, and the
+// driver side wakes through Go's poller, so a device worker pays about
+// what it pays in a real VM rather than a Go scheduler hand-off.
 type IRQ struct {
 	count atomic.Uint64
 	efd   *virtio.EventFD

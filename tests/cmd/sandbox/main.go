@@ -221,10 +221,17 @@ func prepare(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
+	qemu := "(not used in direct mode)"
+	if mode == sandbox.ModeNested {
+		if qemu, err = sandbox.Level1QEMU(ctx); err != nil {
+			return cli.Exit(err.Error(), 1)
+		}
+	}
 	fmt.Printf("kernel:  %s %s (%s)\n", k.Package, k.Version, k.Release)
 	fmt.Printf("bzImage: %s\nvmlinux: %s\nmodules: %s\n", k.BzImage, k.Vmlinux, k.ModulesDir)
 	fmt.Printf("kvm_guest kernel: %s\n", kvmGuest)
 	fmt.Printf("mode:    %s (%s)\n", mode, why)
+	fmt.Printf("level-1 QEMU: %s\n", qemu)
 	fmt.Printf("ready in %.1fs\n", time.Since(start).Seconds())
 	return nil
 }
