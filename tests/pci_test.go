@@ -15,7 +15,7 @@ import (
 
 // virtio over PCI: Debian's cloud kernel with its virtio_pci module
 // finds the disks and NICs on PCI bus 0 (MSI-X interrupts), with 1 vCPU
-// (and 2 and 4 with VMM_E2E_PCI_SMP=1, see pciSMPEnv), and 16 disks and 8
+// and 2 and 4 (VMM_E2E_PCI_SMP=0 leaves those out), and 16 disks and 8
 // NICs in one VM.
 //
 // The 172.30.2.0/24 addresses live only on a TAP link inside level 1.
@@ -104,18 +104,18 @@ tunctl -d tap0 > /dev/null
 `,
 }
 
-// pciSMPEnv adds the 2- and 4-vCPU PCI boots. They are off by default: in
-// the last full suite run of 2026-12-01 the PCI group failed twice in a
-// row with 2 vCPUs (vCPU 1 triple-faulted during enumeration, its last
-// exit a read of 0xcfc; then level 1 froze, console and timeouts alike,
-// during the 2-vCPU boot), while all 34 other boots of the run passed.
-// The cause is not found; one earlier run passed every PCI boot. The
-// 1-vCPU boots stay in the suite.
+// pciSMPEnv, set to "0", leaves out the 2- and 4-vCPU PCI boots. They were
+// off by default after the suite run of 2026-12-01 at noon, where the PCI
+// group failed twice in a row with 2 vCPUs (vCPU 1 triple-faulted during
+// enumeration; then level 1 froze) while every other boot passed. With
+// level 1 on QEMU 10 both passed every check (2026-12-01 17:05; the 4-vCPU
+// boot's last metric was cut by the kernel's power-down line, which the
+// test now allows for), so they run again.
 const pciSMPEnv = "VMM_E2E_PCI_SMP"
 
 func pciSMPRuns() string {
 	s := pciRun("pci-1cpu", 1) + "\n"
-	if os.Getenv(pciSMPEnv) != "" {
+	if os.Getenv(pciSMPEnv) != "0" {
 		s += pciRun("pci-2cpu", 2) + "\n" + pciRun("pci-4cpu", 4) + "\n"
 	}
 	return s
@@ -142,8 +142,8 @@ func pciGroupFor(t *testing.T, g *group) *group {
 func TestPCIDiskAndNet(t *testing.T) {
 	for _, step := range []string{"pci-1cpu", "pci-2cpu", "pci-4cpu"} {
 		t.Run(step, func(t *testing.T) {
-			if step != "pci-1cpu" && os.Getenv(pciSMPEnv) == "" {
-				t.Skipf("set %s=1 for the PCI boots with several vCPUs (tests/pci_test.go, pciSMPEnv)", pciSMPEnv)
+			if step != "pci-1cpu" && os.Getenv(pciSMPEnv) == "0" {
+				t.Skipf("%s=0 leaves out the PCI boots with several vCPUs (tests/pci_test.go, pciSMPEnv)", pciSMPEnv)
 			}
 			s := pciGroupFor(t, pciGroup).step(t, step)
 			requireCleanExit(t, s, "vmm guest: poweroff -f")
@@ -154,7 +154,12 @@ func TestPCIDiskAndNet(t *testing.T) {
 			assert.Equal(t, "1", s.Values["eth0"], d)
 			assert.Equal(t, "ok", s.Values["ping"], d)
 			assert.NotEqual(t, "0", s.Values["msix_irqs"], "interrupts come through MSI-X\n%s", d)
-			assert.Equal(t, "0", s.Values["dmesg_bad"], "PCI/ACPI complaints in dmesg\n%s", d)
+			// The script's last line races the kernel's "reboot: Power
+			// down" on the console: the tty sends user output from the
+			// UART's interrupt while printk writes at once, so the
+			// kernel's line can land right after the value, "0[  12.7...".
+			bad, _, _ := strings.Cut(s.Values["dmesg_bad"], "[")
+			assert.Equal(t, "0", bad, "PCI/ACPI complaints in dmesg\n%s", d)
 		})
 	}
 }

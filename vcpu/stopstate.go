@@ -36,6 +36,12 @@ type StopState struct {
 	// prints them. With /proc/modules from the same boot they name the
 	// loop a guest spins in.
 	StackText []uint64
+	// ForeignCR3 is set when paging is on and CR3's top-level table is
+	// not in guest RAM: no guest can run with that, so the registers KVM
+	// returned are not the guest's. Seen in the nested sandbox, where the
+	// "guest" state of a hung vCPU was level 1's own at its kvm-amd VMRUN
+	// (tests/README.md, "Faults of the nested sandbox").
+	ForeignCR3 bool
 	// Err is why the registers could not be read; the rest still holds.
 	Err error
 }
@@ -60,6 +66,9 @@ func (s StopState) String() string {
 	}
 	fmt.Fprintf(&b, "; RIP %#x RSP %#x RFLAGS %#x (interrupts %s) CR0 %#x CR3 %#x",
 		s.Regs.RIP, s.Regs.RSP, s.Regs.RFLAGS, onOff(s.Regs.RFLAGS&rflagsIF != 0), s.CR0, s.CR3)
+	if s.ForeignCR3 {
+		b.WriteString(" (outside guest RAM: these registers are not the guest's; KVM, or the machine under it, lost them)")
+	}
 	if s.Code != nil {
 		fmt.Fprintf(&b, "; code % x", s.Code)
 	}
@@ -98,6 +107,7 @@ func (v *VCPU) takeStopState(entered, interrupted time.Time) {
 		var sregs kvm.Sregs
 		if sregs, s.Err = v.fd.Sregs(); s.Err == nil {
 			s.CR0, s.CR3 = sregs.CR0, sregs.CR3
+			s.ForeignCR3 = foreignCR3(v.mem, sregs.CR0, sregs.CR3)
 			s.Code = v.instructionBytes(sregs.CS.Base + s.Regs.RIP)
 			s.StackText = kernelTextWords(v.stackBytes(sregs.SS.Base+s.Regs.RSP), maxStackText)
 		}
@@ -154,4 +164,18 @@ func kernelTextWords(b []byte, max int) []uint64 {
 		}
 	}
 	return out
+}
+
+// cr0PG is CR0.PG, and cr3Base masks CR3 down to the physical address of
+// the top-level page table (Intel SDM vol. 3A 4.5: bits 51:12; the low
+// bits are flags or a PCID).
+const (
+	cr0PG   = 1 << 31
+	cr3Base = 0x000f_ffff_ffff_f000
+)
+
+// foreignCR3 reports whether paging is on with a top-level page table
+// outside guest RAM.
+func foreignCR3(mem *memory.Memory, cr0, cr3 uint64) bool {
+	return cr0&cr0PG != 0 && mem != nil && !mem.Contains(memory.GuestAddr(cr3&cr3Base), 4096)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/vmm-dev/vmm/kvm"
+	"github.com/vmm-dev/vmm/memory"
 )
 
 func TestKernelTextWords(t *testing.T) {
@@ -50,4 +51,14 @@ func TestStopStateString(t *testing.T) {
 	s.Code, s.StackText = nil, nil
 	assert.NotContains(t, s.String(), "code")
 	assert.NotContains(t, s.String(), "stack text")
+}
+
+func TestForeignCR3(t *testing.T) {
+	mem := memory.FromSlices(memory.Region{Base: 0, Host: make([]byte, 1<<20)})
+	assert.False(t, foreignCR3(mem, 0x80050033, 0x2000), "a table in RAM")
+	assert.False(t, foreignCR3(mem, 0x80050033, 0x2000|0x18), "flag bits are not the address")
+	assert.False(t, foreignCR3(mem, 0x11, 0x104e9c000), "paging off: CR3 means nothing")
+	assert.True(t, foreignCR3(mem, 0x80050033, 0x104e9c000), "level 1's CR3 in a 1 MiB guest")
+	assert.False(t, foreignCR3(mem, 0x80050033, 0xff000), "a table in RAM's last page")
+	assert.True(t, foreignCR3(mem, 0x80050033, 0x100000), "a table just past RAM's end")
 }
