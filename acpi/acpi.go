@@ -47,6 +47,14 @@ type Config struct {
 	PVPanicPort uint16
 	// PCI, when set, adds an MCFG table and the root bridge \_SB_.PCI0.
 	PCI *PCIHost
+	// KeyboardIRQ, when KeyboardPorts is set, announces an i8042 keyboard
+	// controller (\_SB_.PS2K, PNP0303) with its data and command ports
+	// (0x60, 0x64) and its interrupt: on a hardware-reduced platform Linux
+	// maps no ISA IRQ by itself, so only this _CRS gives the keyboard its
+	// line (Linux's i8042 driver finds it through PNP; i8042.nopnp skips
+	// that and leaves the controller without an interrupt).
+	KeyboardPorts [2]uint16
+	KeyboardIRQ   uint32
 }
 
 // Limits of what the tables describe.

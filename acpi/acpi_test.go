@@ -27,8 +27,10 @@ func testConfig() Config {
 			{Base: 0xd000_0000, Size: 0x1000, GSI: 5},
 			{Base: 0xd000_1000, Size: 0x1000, GSI: 6},
 		},
-		Power:       power.DefaultRegisters,
-		PVPanicPort: 0x505,
+		Power:         power.DefaultRegisters,
+		PVPanicPort:   0x505,
+		KeyboardPorts: [2]uint16{0x60, 0x64},
+		KeyboardIRQ:   1,
 	}
 }
 
@@ -262,7 +264,7 @@ func TestMADT(t *testing.T) {
 func TestDSDTContents(t *testing.T) {
 	_, tb := writeTables(t, testConfig())
 	aml := tb.dsdt[36:]
-	for _, want := range []string{"_SB_", "COM1", "VR00", "VR01", "LNRO0005", "PVPN", "QEMU0001", "_S5_", "_CRS", "_HID", "_UID"} {
+	for _, want := range []string{"_SB_", "COM1", "VR00", "VR01", "LNRO0005", "PVPN", "QEMU0001", "PS2K", "_S5_", "_CRS", "_HID", "_UID"} {
 		assert.Contains(t, string(aml), want)
 	}
 	assert.NotContains(t, string(aml), "VR02")

@@ -38,6 +38,11 @@ func (c Config) validate() error {
 			return err
 		}
 	}
+	if c.KeyboardPorts != [2]uint16{} {
+		if err := claim(c.KeyboardIRQ, "keyboard controller"); err != nil {
+			return err
+		}
+	}
 	if len(c.VirtioMMIO) > MaxVirtioMMIO {
 		return fmt.Errorf("%w: %d virtio-mmio devices (max %d)", ErrConfig, len(c.VirtioMMIO), MaxVirtioMMIO)
 	}

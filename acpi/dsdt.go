@@ -43,6 +43,20 @@ func buildDSDT(cfg Config) ([]byte, error) {
 			}},
 		}})
 	}
+	if cfg.KeyboardPorts != [2]uint16{} {
+		// Linux's i8042 PNP probe takes the data port from the first I/O
+		// resource, the command port from the second, the IRQ from the
+		// first interrupt.
+		var io []aml.Resource
+		for _, port := range cfg.KeyboardPorts {
+			io = append(io, aml.IOPort{Decode16: true, Min: port, Max: port, Alignment: 1, Length: 1})
+		}
+		devs = append(devs, aml.Device{Name: "PS2K", Terms: []aml.Term{
+			aml.Name{Name: "_HID", Value: aml.EISAID("PNP0303")}, // IBM Enhanced (101/102-key) keyboard
+			aml.Name{Name: "_UID", Value: aml.Integer(0)},
+			aml.Name{Name: "_CRS", Value: aml.ResourceTemplate(append(io, aml.Interrupt{GSIs: []uint32{cfg.KeyboardIRQ}}))},
+		}})
+	}
 	for i, v := range cfg.VirtioMMIO {
 		devs = append(devs, aml.Device{Name: virtioName(i), Terms: []aml.Term{
 			aml.Name{Name: "_HID", Value: aml.String(virtioMMIOHID)},

@@ -80,6 +80,7 @@ func TestIASLDisassemble(t *testing.T) {
 		`"LNRO0005"`, `Name (_S5, Package (0x04)`,
 		`IO (Decode16,`, `0x03F8,`, `Memory32Fixed (ReadWrite,`, `0xD0001000,`,
 		`Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )`,
+		`Device (PS2K)`, `EisaId ("PNP0303")`, `0x0060,`, `0x0064,`,
 	} {
 		assert.Contains(t, dsl, want)
 	}

@@ -15,6 +15,8 @@ const (
 
 	i8042Port = 0x60
 	i8042Len  = 5
+	// i8042CommandOffset is the status/command register's (0x64) offset.
+	i8042CommandOffset = 4
 	// i8042KbdGSI is ISA IRQ 1, the keyboard's, identity-mapped on the
 	// IOAPIC as the MADT leaves it.
 	i8042KbdGSI   = 1

@@ -182,7 +182,28 @@ func TestConsolePanicEndsTheRun(t *testing.T) {
 	m.endOnce.Do(func() {})
 	assert.GreaterOrEqual(t, time.Since(start), panicGrace)
 	require.ErrorIs(t, m.end.err, ErrGuestPanic)
-	assert.Contains(t, m.end.err.Error(), "did not reset within 2s): Kernel panic - not syncing: Attempted to kill init!")
+	assert.Contains(t, m.end.err.Error(), "did not reset within 2s of its last output): Kernel panic - not syncing: Attempted to kill init!")
+
+	// Output after the banner (panic()'s stack dump) moves the deadline:
+	// the run ends 2 s after the console's last line, not the banner.
+	p := &Machine{panics: newPanicWatch(io.Discard)}
+	p.panics.onBanner = p.onConsolePanic
+	p.panics.onOutput = p.onConsoleAfterPanic
+	defer p.stopPanicTimer()
+	start = time.Now()
+	_, _ = p.panics.Write([]byte("Kernel panic - not syncing: sysrq triggered crash\n"))
+	for range 3 {
+		time.Sleep(panicGrace / 2)
+		_, _ = p.panics.Write([]byte(" ? srso_return_thunk+0x5/0x10\n"))
+	}
+	time.Sleep(panicGrace + time.Second)
+	p.endOnce.Do(func() {})
+	require.ErrorIs(t, p.end.err, ErrGuestPanic)
+
+	banner := time.Unix(1000, 0)
+	assert.Equal(t, panicGrace, panicWait(banner.Add(time.Second), banner), "2 s after each output")
+	assert.Equal(t, time.Second, panicWait(banner.Add(panicMaxWait-time.Second), banner), "but no later than panicMaxWait after the banner")
+	assert.Zero(t, panicWait(banner.Add(panicMaxWait+time.Second), banner))
 
 	// A reset first: Run reports the panic with the guest's request.
 	r := &Machine{panics: newPanicWatch(io.Discard)}

@@ -20,10 +20,18 @@ var panicBanner = []byte("Kernel panic - not syncing")
 // maxPanicLine bounds the banner line kept for the error message.
 const maxPanicLine = 200
 
-// panicGrace is how long after the console's panic banner vmm waits for
-// the guest to reset (panic=N) before it ends the run itself: with panic=0
-// the kernel halts for good, and without pvpanic nothing else would tell.
-const panicGrace = 2 * time.Second
+// panicGrace is how long vmm waits, once the console showed the panic
+// banner and then went quiet, for the guest to reset (panic=N) or report
+// through pvpanic before it ends the run itself: with panic=0 the kernel
+// halts for good, and without pvpanic nothing else would tell. The wait
+// counts from the console's last output, not from the banner: panic()
+// prints its stack dump between the banner and the pvpanic notifier, and
+// on a slow console (the nested sandbox) that alone took more than 2 s.
+// panicMaxWait bounds it for a guest that never stops printing.
+const (
+	panicGrace   = 2 * time.Second
+	panicMaxWait = 30 * time.Second
+)
 
 // panicWatch passes console output through and remembers whether the
 // banner went by, and the line it starts. Before the banner it keeps the
@@ -32,6 +40,8 @@ const panicGrace = 2 * time.Second
 type panicWatch struct {
 	out      io.Writer
 	onBanner func()
+	// onOutput, if set, runs on every write after the banner's.
+	onOutput func()
 
 	mu       sync.Mutex
 	tail     []byte
@@ -44,7 +54,7 @@ func newPanicWatch(out io.Writer) *panicWatch { return &panicWatch{out: out} }
 
 func (p *panicWatch) Write(b []byte) (int, error) {
 	p.mu.Lock()
-	first := false
+	first, after := false, p.hit
 	switch {
 	case !p.hit:
 		p.tail = append(p.tail, b...)
@@ -60,6 +70,9 @@ func (p *panicWatch) Write(b []byte) (int, error) {
 	p.mu.Unlock()
 	if first && p.onBanner != nil {
 		p.onBanner()
+	}
+	if after && p.onOutput != nil {
+		p.onOutput()
 	}
 	return p.out.Write(b)
 }
@@ -97,6 +110,7 @@ func (p *panicWatch) bannerLine() string {
 type panicState struct {
 	mu          sync.Mutex
 	timer       *time.Timer // armed by the console's banner
+	bannerAt    time.Time   // when the console showed it
 	crashLoaded bool        // pvpanic CrashLoaded: a kdump kernel runs
 }
 
@@ -114,21 +128,41 @@ func (m *Machine) onPVPanic(ev pvpanic.Event) {
 }
 
 // onConsolePanic runs when the console shows the banner: a guest that
-// neither resets nor reports through pvpanic within panicGrace (panic=0
-// and no pvpanic driver) ends the run as a panic. A kdump kernel
-// announced through pvpanic is let run.
+// neither resets nor reports through pvpanic within panicGrace of its
+// console going quiet (panic=0 and no pvpanic driver) ends the run as a
+// panic. A kdump kernel announced through pvpanic is let run.
 func (m *Machine) onConsolePanic() {
 	m.panicked.mu.Lock()
 	defer m.panicked.mu.Unlock()
 	if m.panicked.timer != nil {
 		return
 	}
+	m.panicked.bannerAt = time.Now()
 	m.panicked.timer = time.AfterFunc(panicGrace, func() {
 		if m.crashKernelLoaded() {
 			return
 		}
-		m.finish(0, m.panicError(fmt.Sprintf("its console showed a panic and it did not reset within %v", panicGrace)))
+		m.finish(0, m.panicError(fmt.Sprintf("its console showed a panic and it did not reset within %v of its last output", panicGrace)))
 	})
+}
+
+// onConsoleAfterPanic moves the panic deadline to panicGrace after this
+// output, but never past panicMaxWait after the banner.
+func (m *Machine) onConsoleAfterPanic() {
+	m.panicked.mu.Lock()
+	defer m.panicked.mu.Unlock()
+	if m.panicked.timer == nil {
+		return
+	}
+	// Reset on a timer that already fired arms it again; that run finds
+	// the machine finished and does nothing.
+	m.panicked.timer.Reset(panicWait(time.Now(), m.panicked.bannerAt))
+}
+
+// panicWait is how long after output at now the run waits for the
+// guest: panicGrace, cut short at panicMaxWait after the banner.
+func panicWait(now, bannerAt time.Time) time.Duration {
+	return max(0, min(panicGrace, bannerAt.Add(panicMaxWait).Sub(now)))
 }
 
 func (m *Machine) crashKernelLoaded() bool {

@@ -22,6 +22,7 @@ func (m *Machine) addPlatformDevices() error {
 	}
 	m.panics = newPanicWatch(m.cfg.Console)
 	m.panics.onBanner = m.onConsolePanic
+	m.panics.onOutput = m.onConsoleAfterPanic
 	m.onClose(m.stopPanicTimer)
 	m.uart = serial.New(m.panics, irq)
 	m.progress = i8042.NewProgressPort(m.cfg.Progress)
@@ -74,6 +75,8 @@ func (m *Machine) writeFirmwareTables(virtio []virtioSlot) error {
 		Power:      power.DefaultRegisters,
 	}
 	cfg.PVPanicPort = pvpanic.Port
+	cfg.KeyboardPorts = [2]uint16{i8042Port, i8042Port + i8042CommandOffset}
+	cfg.KeyboardIRQ = i8042KbdGSI
 	for _, s := range virtio {
 		cfg.VirtioMMIO = append(cfg.VirtioMMIO, acpi.VirtioMMIO{Base: s.Base, Size: s.Size, GSI: s.GSI})
 	}
@@ -96,10 +99,10 @@ func (m *Machine) ProgressRecords() []i8042.ProgressRecord { return m.progress.R
 
 // SendCtrlAltDel types Ctrl+Alt+Del on the i8042 keyboard, as
 // Firecracker's SendCtrlAltDel action does. Linux's i8042 driver finds
-// the controller only when told to probe it (i8042.nopnp, in
-// Firecracker's default command line: the FADT says there is no 8042),
-// and then restarts on the key combination, or signals init if init
-// took Ctrl+Alt+Del for itself.
+// the controller through the DSDT's PNP0303 device, which also gives it
+// IRQ 1 (a hardware-reduced platform maps no ISA IRQ otherwise, so
+// i8042.nopnp leaves the driver without one), and then restarts on the
+// key combination, or signals init if init took Ctrl+Alt+Del for itself.
 func (m *Machine) SendCtrlAltDel() error {
 	if err := m.kbd.SendCtrlAltDel(); err != nil {
 		return fmt.Errorf("send Ctrl+Alt+Del: %w", err)
