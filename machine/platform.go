@@ -16,20 +16,14 @@ import (
 // line, the boot-progress port, the CMOS clock, the ACPI power registers,
 // the reset control register at 0xcf9 and the pvpanic device.
 func (m *Machine) addPlatformDevices() error {
-	irq, err := m.newIRQLine(com1GSI)
-	if err != nil {
-		return fmt.Errorf("COM1: %w", err)
-	}
+	irq := m.newIRQLine(com1GSI)
 	m.panics = newPanicWatch(m.cfg.Console)
 	m.panics.onBanner = m.onConsolePanic
 	m.panics.onOutput = m.onConsoleAfterPanic
 	m.onClose(m.stopPanicTimer)
 	m.uart = serial.New(m.panics, irq)
 	m.progress = i8042.NewProgressPort(m.cfg.Progress)
-	kbdIRQ, err := m.newIRQLine(i8042KbdGSI)
-	if err != nil {
-		return fmt.Errorf("i8042 keyboard: %w", err)
-	}
+	kbdIRQ := m.newIRQLine(i8042KbdGSI)
 	m.kbd = i8042.New(m.power)
 	m.kbd.SetKeyboardInterrupt(kbdIRQ)
 	pm := power.New(power.DefaultRegisters, m.power)

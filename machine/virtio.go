@@ -140,11 +140,7 @@ func (m *Machine) addVirtioDevices() ([]virtioSlot, error) {
 // goroutine without a trip through a vCPU thread.
 func (m *Machine) attachVirtio(name string, index int, dev virtio.Device) (virtioSlot, error) {
 	slot := slotFor(index)
-	irq, err := m.newIRQLine(slot.GSI)
-	if err != nil {
-		return slot, fmt.Errorf("%s: %w", name, err)
-	}
-	t, err := virtio.NewMMIO(dev, m.mem, irq)
+	t, err := virtio.NewMMIO(dev, m.mem, m.newIRQLine(slot.GSI))
 	if err != nil {
 		return slot, fmt.Errorf("%s: %w", name, err)
 	}
