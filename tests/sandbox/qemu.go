@@ -16,10 +16,12 @@ import (
 // Level 1's QEMU. Debian 12's own QEMU is 7.2, whose TCG emulation of
 // AMD-V delivers some of a level-2 guest's faults to level 1 after the
 // world switch (level 1 dies with the guest's GS base and CR2 loaded;
-// tests/README.md, "Level 1's faults"). On Debian 12 the sandbox
-// therefore runs QEMU 10 from bookworm-backports, unpacked into the
-// artifact cache without touching the system's apt configuration or its
-// packages. A system QEMU of at least level1QEMUMinMajor is used as it is.
+// tests/README.md, "Faults of the nested sandbox"). QEMU 10 does that
+// too, but the clean-clone runs with it repeated far fewer groups, so on
+// Debian 12 the sandbox runs QEMU 10 from bookworm-backports, unpacked
+// into the artifact cache without touching the system's apt
+// configuration or its packages. A system QEMU of at least
+// level1QEMUMinMajor is used as it is.
 const (
 	level1QEMUMinMajor = 10
 	backportsSuite     = "bookworm-backports"
