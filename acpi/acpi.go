@@ -55,6 +55,22 @@ type Config struct {
 	// that and leaves the controller without an interrupt).
 	KeyboardPorts [2]uint16
 	KeyboardIRQ   uint32
+	// VMGenID, when set, announces a VM generation ID (\_SB_.VGEN,
+	// _HID "VMGENCTR", _CID "VM_Gen_Counter") and the Generic Event
+	// Device that tells the guest it changed (\_SB_.GED0, ACPI0013).
+	VMGenID *VMGenID
+}
+
+// VMGenID places the 16-byte VM generation ID (Microsoft's "Virtual
+// Machine Generation ID" specification): at Addr in guest memory that
+// e820 does not give the guest as RAM, 8-byte aligned. When the VMM
+// changes it (on a restore from a snapshot), it raises GSI, an
+// edge-triggered IOAPIC pin: the GED's _EVT then notifies \_SB_.VGEN
+// (0x80), and Linux's vmgenid driver reads the new ID and reseeds its
+// random number generator.
+type VMGenID struct {
+	Addr uint64
+	GSI  uint32
 }
 
 // Limits of what the tables describe.

@@ -31,6 +31,7 @@ func testConfig() Config {
 		PVPanicPort:   0x505,
 		KeyboardPorts: [2]uint16{0x60, 0x64},
 		KeyboardIRQ:   1,
+		VMGenID:       &VMGenID{Addr: 0xf_ffe0, GSI: 3},
 	}
 }
 
@@ -278,10 +279,13 @@ func TestDSDTWithoutSerial(t *testing.T) {
 	cfg.SerialPort = 0
 	cfg.VirtioMMIO = nil
 	cfg.PVPanicPort = 0
+	cfg.VMGenID = nil
 	_, tb := writeTables(t, cfg)
 	assert.NotContains(t, string(tb.dsdt), "COM1")
 	assert.NotContains(t, string(tb.dsdt), "QEMU0001")
 	assert.NotContains(t, string(tb.dsdt), "LNRO0005")
+	assert.NotContains(t, string(tb.dsdt), "VM_GEN_COUNTER")
+	assert.NotContains(t, string(tb.dsdt), "ACPI0013")
 	assert.Contains(t, string(tb.dsdt), "_S5_")
 }
 
@@ -302,7 +306,10 @@ func TestWriteInvalidConfig(t *testing.T) {
 		"too many virtio": func(c *Config) {
 			c.VirtioMMIO = make([]VirtioMMIO, MaxVirtioMMIO+1)
 		},
-		"power registers": func(c *Config) { c.Power.Reset = c.Power.SleepControl },
+		"power registers":        func(c *Config) { c.Power.Reset = c.Power.SleepControl },
+		"VM generation ID at 0":  func(c *Config) { c.VMGenID.Addr = 0 },
+		"VM generation ID odd":   func(c *Config) { c.VMGenID.Addr = 0xf_ffe4 },
+		"VM generation ID's GSI": func(c *Config) { c.VMGenID.GSI = 4 },
 	}
 	for name, mutate := range tests {
 		cfg := testConfig()

@@ -43,6 +43,14 @@ func (c Config) validate() error {
 			return err
 		}
 	}
+	if g := c.VMGenID; g != nil {
+		if g.Addr == 0 || g.Addr%8 != 0 {
+			return fmt.Errorf("%w: VM generation ID at %#x: must be a non-zero, 8-byte aligned address", ErrConfig, g.Addr)
+		}
+		if err := claim(g.GSI, "VM generation ID event"); err != nil {
+			return err
+		}
+	}
 	if len(c.VirtioMMIO) > MaxVirtioMMIO {
 		return fmt.Errorf("%w: %d virtio-mmio devices (max %d)", ErrConfig, len(c.VirtioMMIO), MaxVirtioMMIO)
 	}

@@ -19,6 +19,22 @@ const virtioMMIOHID = "LNRO0005"
 // pvpanicHID is the _HID Linux's pvpanic-mmio driver matches on.
 const pvpanicHID = "QEMU0001"
 
+// VM generation ID names. Linux's vmgenid driver matches "VMGENCTR" or
+// "VM_GEN_COUNTER"; the first is not a valid ACPI ID (its last four must
+// be hexadecimal, and iasl refuses it), so the _HID is an ID of vmm's own
+// and the driver matches the _CID, the specification's "VM_Gen_Counter"
+// in the upper case Linux compares with (ACPICA also upper-cases _CID
+// strings). ACPI0013 is the Generic Event Device (ACPI 6.4 §5.6.9).
+const (
+	vmgenIDHID = "VMGN0001"
+	vmgenIDCID = "VM_GEN_COUNTER"
+	vmgenIDDDN = "VM_Gen_Counter"
+	gedHID     = "ACPI0013"
+	// vmgenIDNotify is the first device-specific notification value,
+	// the one the vmgenid driver acts on.
+	vmgenIDNotify = 0x80
+)
+
 // virtioName is the DSDT name of the i-th virtio-mmio device: VR00-VR99.
 func virtioName(i int) string { return fmt.Sprintf("VR%02d", i) }
 
@@ -81,6 +97,9 @@ func buildDSDT(cfg Config) ([]byte, error) {
 	if cfg.PCI != nil {
 		devs = append(devs, pciDevices(cfg.PCI)...)
 	}
+	if g := cfg.VMGenID; g != nil {
+		devs = append(devs, vmgenIDDevices(*g)...)
+	}
 	// The DSDT's top level is the namespace root, so _SB_ is \_SB_; the
 	// short form is what iasl emits, which keeps the two comparable.
 	body, err := aml.Encode(
@@ -97,4 +116,29 @@ func buildDSDT(cfg Config) ([]byte, error) {
 	t := newTable("DSDT", dsdtRevision, headerLen+len(body))
 	copy(t[headerLen:], body)
 	return sealTable(t), nil
+}
+
+// vmgenIDDevices describes the generation ID and the event device that
+// announces its changes. ADDR is a package of the address's low and high
+// 32 bits, as the specification and Linux's driver read it. The GED's
+// only interrupt is the ID's, so _EVT notifies without looking at its
+// argument (the GSI); the bare VGEN is found by the namespace search
+// rules from \_SB_.GED0, the form iasl optimizes the full path to.
+func vmgenIDDevices(g VMGenID) []aml.Term {
+	return []aml.Term{
+		aml.Device{Name: "VGEN", Terms: []aml.Term{
+			aml.Name{Name: "_HID", Value: aml.String(vmgenIDHID)},
+			aml.Name{Name: "_CID", Value: aml.String(vmgenIDCID)},
+			aml.Name{Name: "_DDN", Value: aml.String(vmgenIDDDN)},
+			aml.Name{Name: "ADDR", Value: aml.Package{aml.Integer(g.Addr & 0xffff_ffff), aml.Integer(g.Addr >> 32)}},
+		}},
+		aml.Device{Name: "GED0", Terms: []aml.Term{
+			aml.Name{Name: "_HID", Value: aml.String(gedHID)},
+			aml.Name{Name: "_UID", Value: aml.Integer(0)},
+			aml.Name{Name: "_CRS", Value: aml.ResourceTemplate{aml.Interrupt{GSIs: []uint32{g.GSI}}}},
+			aml.Method{Name: "_EVT", Args: 1, Serialized: true, Terms: []aml.Term{
+				aml.Notify{Object: "VGEN", Value: aml.Integer(vmgenIDNotify)},
+			}},
+		}},
+	}
 }

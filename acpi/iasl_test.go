@@ -151,7 +151,7 @@ func TestACPIExec(t *testing.T) {
 	dir := t.TempDir()
 	_, tb := writeTables(t, testConfig())
 	paths := dumpTables(t, dir, tb)
-	out := run(t, dir, acpiexec, "-b", `evaluate \_S5_; evaluate \_SB.VR00._CRS; evaluate \_SB.COM1._HID`,
+	out := run(t, dir, acpiexec, "-b", `evaluate \_S5_; evaluate \_SB.VR00._CRS; evaluate \_SB.COM1._HID; evaluate \_SB.VGEN.ADDR; evaluate \_SB.VGEN._CID; execute \_SB.GED0._EVT 3`,
 		paths["facp"], paths["apic"], paths["dsdt"])
 	assertClean(t, "acpiexec", out)
 	for _, want := range []string{
@@ -159,6 +159,9 @@ func TestACPIExec(t *testing.T) {
 		"[Integer] = 0000000000000005",                    // \_S5_ SLP_TYPa
 		"86 09 00 01 00 00 00 D0 00 10 00 00 89 06 00 03", // VR00's _CRS
 		"[Integer] = 000000000105D041",                    // EISAID PNP0501
+		"[Integer] = 00000000000FFFE0",                    // VGEN's ADDR, low half
+		`[String] Length 0E = "VM_GEN_COUNTER"`,           // what Linux's vmgenid matches
+		"Received a Device Notify on [VGEN]",              // the GED's _EVT
 	} {
 		assert.Contains(t, out, want)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/vmm-dev/vmm/devices/vmgenid"
 	"github.com/vmm-dev/vmm/firmware"
 )
 
@@ -23,9 +24,13 @@ const (
 	progressPort  = 0x80
 	ioapicAddr    = 0xfec0_0000
 	acpiTableBase = 0x000e_0000
-	// The tables end below the reset vector (package firmware), the top
-	// 16 bytes of the BIOS area.
-	acpiTableEnd = firmware.ResetVectorAddr
+	// The VM generation ID (devices/vmgenid) takes the 16 bytes below the
+	// reset vector (package firmware), the top 16 bytes of the BIOS area
+	// that e820 reserves; the tables end below it. Its change
+	// notification is GSI 3, ISA IRQ 3, which no other device uses.
+	vmgenIDAddr  = firmware.ResetVectorAddr - vmgenid.Size
+	vmgenIDGSI   = 3
+	acpiTableEnd = vmgenIDAddr
 
 	virtioMMIOBase   = 0xd000_0000
 	virtioMMIOStride = 0x1000

@@ -17,6 +17,7 @@ import (
 	vconsole "github.com/vmm-dev/vmm/devices/virtio/console"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
+	"github.com/vmm-dev/vmm/devices/vmgenid"
 	"github.com/vmm-dev/vmm/kvm"
 	"github.com/vmm-dev/vmm/memory"
 	"github.com/vmm-dev/vmm/vcpu"
@@ -46,9 +47,10 @@ type Machine struct {
 	kbd      *i8042.Controller
 	panics   *panicWatch
 	panicked panicState
-	pci      *pciHost     // nil with the virtio-mmio transport
-	disks    []*blk.Block // in Config.Disks order
-	nics     []*net.Net   // in Config.NICs order
+	genID    *vmgenid.Device // nil with NoACPI
+	pci      *pciHost        // nil with the virtio-mmio transport
+	disks    []*blk.Block    // in Config.Disks order
+	nics     []*net.Net      // in Config.NICs order
 	entropy  *rng.RNG
 	balloon  *balloon.Balloon
 	vconsole *vconsole.Console

@@ -9,13 +9,22 @@ import (
 	"github.com/vmm-dev/vmm/devices/pvpanic"
 	"github.com/vmm-dev/vmm/devices/rtc"
 	"github.com/vmm-dev/vmm/devices/serial"
+	"github.com/vmm-dev/vmm/devices/vmgenid"
 	"github.com/vmm-dev/vmm/firmware"
 )
 
 // addPlatformDevices attaches what every VM has: COM1, the i8042 reset
 // line, the boot-progress port, the CMOS clock, the ACPI power registers,
-// the reset control register at 0xcf9 and the pvpanic device.
+// the reset control register at 0xcf9 and the pvpanic device; with ACPI,
+// also the VM generation ID (its ID written by writeFirmwareTables, or
+// replaced by Restore).
 func (m *Machine) addPlatformDevices() error {
+	if !m.cfg.NoACPI {
+		var err error
+		if m.genID, err = vmgenid.New(m.mem, vmgenIDAddr, m.newIRQLine(vmgenIDGSI)); err != nil {
+			return err
+		}
+	}
 	irq := m.newIRQLine(com1GSI)
 	m.panics = newPanicWatch(m.cfg.Console)
 	m.panics.onBanner = m.onConsolePanic
@@ -76,6 +85,10 @@ func (m *Machine) writeFirmwareTables(virtio []virtioSlot) error {
 	}
 	if m.pci != nil {
 		cfg.PCI = m.pci.acpi
+	}
+	cfg.VMGenID = &acpi.VMGenID{Addr: uint64(vmgenIDAddr), GSI: vmgenIDGSI}
+	if err := m.genID.Init(); err != nil {
+		return err
 	}
 	rsdp, err := acpi.Write(m.mem, acpiTableBase, acpiTableEnd, cfg)
 	if err != nil {

@@ -80,6 +80,9 @@ type savedMachine struct {
 	Disks   []Disk
 	NICs    []NIC
 	Entropy *Entropy
+	// VMGenID: the VM has a generation ID, which a restore replaces
+	// (devices/vmgenid).
+	VMGenID bool
 }
 
 type savedRegion struct {
@@ -231,7 +234,7 @@ func (m *Machine) saveState(version string) (*snapshot.File, error) {
 		return nil, err
 	}
 	sm := savedMachine{CPUs: m.cfg.CPUs, Memory: m.cfg.Memory, NoACPI: m.cfg.NoACPI,
-		Disks: m.cfg.Disks, Entropy: m.cfg.Entropy}
+		Disks: m.cfg.Disks, Entropy: m.cfg.Entropy, VMGenID: m.genID != nil}
 	for i, n := range m.cfg.NICs {
 		n.MAC = m.nics[i].MAC() // the generated one, when none was given
 		sm.NICs = append(sm.NICs, n)
@@ -473,6 +476,18 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 	for i, t := range m.mmioTransports {
 		if err := t.Restore(transports[i]); err != nil {
 			return nil, fmt.Errorf("virtio device %d: %w", i, err)
+		}
+	}
+	// A restored VM may be one of many copies: a new generation ID, and
+	// the GED's interrupt to tell the guest. The write is the VMM's, so
+	// KVM's dirty log never has it; a Diff of this VM leaves the old ID
+	// in its page, which does not matter, as every restore replaces it.
+	if sm.VMGenID {
+		if m.genID == nil {
+			return nil, fmt.Errorf("%w: a VM generation ID without ACPI", ErrSnapshotState)
+		}
+		if err := m.genID.Regenerate(); err != nil {
+			return nil, err
 		}
 	}
 	m.dirtyBase = true

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vmm-dev/vmm/devices/vmgenid"
 	"github.com/vmm-dev/vmm/internal/testguest"
 	"github.com/vmm-dev/vmm/snapshot"
 )
@@ -37,6 +38,14 @@ func counter(t *testing.T, m *Machine) uint64 {
 	return binary.LittleEndian.Uint64(b)
 }
 
+// genID reads the VM generation ID where the guest finds it.
+func genID(t *testing.T, m *Machine) vmgenid.ID {
+	t.Helper()
+	var id vmgenid.ID
+	require.NoError(t, m.mem.ReadAt(id[:], vmgenIDAddr))
+	return id
+}
+
 // runAsync runs m and returns a channel with Run's error.
 func runAsync(m *Machine) chan error {
 	done := make(chan error, 1)
@@ -58,8 +67,8 @@ func stop(t *testing.T, m *Machine, done chan error) {
 
 // The counting guest is paused (the counter stops), snapshotted, resumed,
 // and restored in a new machine, where it counts on from the snapshot's
-// value. A Diff snapshot after more counting is a few pages, and full
-// plus diff restores the later count.
+// value, with a new VM generation ID. A Diff snapshot after more counting
+// is a few pages, and full plus diff restores the later count.
 func TestSnapshotRestoreCounter(t *testing.T) {
 	skipWithoutKVM(t)
 	dir := t.TempDir()
@@ -68,6 +77,8 @@ func TestSnapshotRestoreCounter(t *testing.T) {
 	const version = "test-1"
 	m, err := New(Config{Kernel: kernel, Memory: 64 << 20, CPUs: 2, TrackDirtyPages: true})
 	require.NoError(t, err)
+	id := genID(t, m)
+	require.NotEqual(t, vmgenid.ID{}, id, "a new VM has a generation ID")
 	done := runAsync(m)
 
 	_, err = m.Snapshot(SnapshotParams{StatePath: filepath.Join(dir, "x"), MemPath: filepath.Join(dir, "y")})
@@ -105,6 +116,9 @@ func TestSnapshotRestoreCounter(t *testing.T) {
 	built := time.Since(start)
 	assert.True(t, r.Paused(), "a restored VM comes back paused")
 	assert.Equal(t, c1, counter(t, r))
+	rid := genID(t, r)
+	assert.NotEqual(t, id, rid, "a restored VM has a new generation ID")
+	assert.Equal(t, r.genID.ID(), rid)
 	rdone := runAsync(r)
 	time.Sleep(20 * time.Millisecond)
 	assert.Equal(t, c1, counter(t, r), "paused until Resume")
@@ -123,6 +137,7 @@ func TestSnapshotRestoreCounter(t *testing.T) {
 	r2, err := Restore(RestoreParams{StatePath: diff.StatePath, MemPath: full.MemPath, VMMVersion: version})
 	require.NoError(t, err)
 	assert.Equal(t, c2, counter(t, r2), "full plus diff restores the count of the diff")
+	assert.NotContains(t, []vmgenid.ID{id, rid}, genID(t, r2), "each restore has its own generation ID")
 	r2done := runAsync(r2)
 	r2.Resume()
 	require.Eventually(t, func() bool { return counter(t, r2) > c2 }, 10*time.Second, time.Millisecond)

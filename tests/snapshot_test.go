@@ -17,15 +17,26 @@ import (
 // (`vmm snapshot create`, PATCH /vm and PUT /snapshot/create), resumed (it
 // goes on), stopped; then two `vmm restore` processes from the one
 // snapshot, running at once, must each go on from the paused count, not
-// from 1. With 1 and 2 vCPUs. No disk or NIC: virtio devices have no
-// snapshot state yet (a snapshot of a VM with one is refused).
+// from 1, each with a new VM generation ID. With 1, 2 and 4 vCPUs; the
+// devices step adds a disk and a NIC.
 var snapshotGroup = &group{
 	name:        "snapshot",
 	timeout:     12 * time.Minute,
 	stepTimeout: 150 * time.Second,
 	guestScripts: map[string]string{
+		// Each second, with the count: a digest of the VM generation ID,
+		// read where the DSDT's \_SB_.VGEN.ADDR says it is (the 16 bytes
+		// at 0xfffe0, in the BIOS area /dev/mem may read), and the
+		// interrupts of the Generic Event Device that announces a new one
+		// (ACPI:Ged in /proc/interrupts, summed over the CPUs).
 		"counter": `i=0
-while [ $i -lt 600 ]; do i=$((i+1)); echo "counter $i"; sleep 1; done
+while [ $i -lt 600 ]; do
+	i=$((i+1))
+	id=$(dd if=/dev/mem bs=16 skip=$((0xfffe0 / 16)) count=1 2>/dev/null | md5sum | cut -c1-12)
+	ged=$(awk '/Ged/ { n = 0; for (f = 2; f <= NF && $f ~ /^[0-9]+$/; f++) n += $f; print n }' /proc/interrupts)
+	echo "counter $i genid=$id ged=${ged:-none}"
+	sleep 1
+done
 `,
 		// Each second: a sector read from the disk past the page cache,
 		// and a ping through the NIC to level 1.
@@ -45,6 +56,7 @@ done
 	script: snapshotScript + snapdevScript + `
 snapstep snapshot-1cpu 1
 snapstep snapshot-2cpu 2
+snapstep snapshot-4cpu 4
 snapdevstep snapshot-devices
 `,
 }
@@ -54,6 +66,8 @@ snapdevstep snapshot-devices
 const snapshotScript = `
 last_count() { grep -o 'counter [0-9]*' "$1" | tail -n 1 | cut -d' ' -f2; }
 first_count() { grep -o 'counter [0-9]*' "$1" | head -n 1 | cut -d' ' -f2; }
+# last_value FILE KEY: the last KEY=value the guest printed.
+last_value() { grep -o "$2=[^ ]*" "$1" | tail -n 1 | cut -d= -f2; }
 # wait_count FILE N SECONDS: until FILE shows counter N or more.
 wait_count() {
 	local n=0 c
@@ -107,7 +121,10 @@ JSON
 		snapshot_ms=$(( t1 - t0 )) mem_file_kb=$memkb state_bytes=$(wc -c < "$d/vm.snap") \
 		clone1_rss_kb=$rss1 clone1_pss_kb=$pss1 clone2_pss_kb=$pss2 \
 		clone1_load=$(grep -o 'loaded in [^ ]*' "$d/r1.err" | cut -d' ' -f3) \
-		clone2_load=$(grep -o 'loaded in [^ ]*' "$d/r2.err" | cut -d' ' -f3)
+		clone2_load=$(grep -o 'loaded in [^ ]*' "$d/r2.err" | cut -d' ' -f3) \
+		origin_genid=$(last_value "$d/a.out" genid) origin_ged=$(last_value "$d/a.out" ged) \
+		clone1_genid=$(last_value "$d/r1.out" genid) clone1_ged=$(last_value "$d/r1.out" ged) \
+		clone2_genid=$(last_value "$d/r2.out" genid) clone2_ged=$(last_value "$d/r2.out" ged)
 	rm -f "$d/vm.mem"
 	local end=$(uptime_ms)
 	echo
@@ -194,7 +211,33 @@ func snapshotStep(t *testing.T, name string) map[string]int {
 		v[k] = n
 	}
 	t.Logf("%s: %v; snapshot load (PUT /snapshot/load) took %s and %s", name, v, s.Values["clone1_load"], s.Values["clone2_load"])
+	checkGenerationIDs(t, s.Values)
 	return v
+}
+
+// zeroGenID is what the guest prints for a generation ID of 16 zero
+// bytes (the first 12 hex digits of their MD5).
+const zeroGenID = "4ae71336e44b"
+
+// checkGenerationIDs: the origin and both clones each see their own VM
+// generation ID, and each clone's Generic Event Device took one
+// interrupt, the restore's notification, while the origin's took none.
+func checkGenerationIDs(t *testing.T, v map[string]string) {
+	t.Helper()
+	ids := map[string]string{}
+	for _, vm := range []string{"origin", "clone1", "clone2"} {
+		id := v[vm+"_genid"]
+		if assert.Len(t, id, 12, "%s's generation ID digest", vm) {
+			assert.NotEqual(t, zeroGenID, id, "%s's generation ID is all zero", vm)
+		}
+		if other, ok := ids[id]; ok {
+			t.Errorf("%s has the generation ID of %s (%s)", vm, other, id)
+		}
+		ids[id] = vm
+	}
+	assert.Equal(t, "0", v["origin_ged"], "the booted VM's event device took no interrupt")
+	assert.Equal(t, "1", v["clone1_ged"], "clone 1's event device took the restore's notification")
+	assert.Equal(t, "1", v["clone2_ged"], "clone 2's event device took the restore's notification")
 }
 
 func checkSnapshotCounts(t *testing.T, v map[string]int) {
@@ -215,4 +258,8 @@ func TestSnapshotRestoreLinux1CPU(t *testing.T) {
 
 func TestSnapshotRestoreLinux2CPUs(t *testing.T) {
 	checkSnapshotCounts(t, snapshotStep(t, "snapshot-2cpu"))
+}
+
+func TestSnapshotRestoreLinux4CPUs(t *testing.T) {
+	checkSnapshotCounts(t, snapshotStep(t, "snapshot-4cpu"))
 }
