@@ -109,6 +109,24 @@ func (c *Controller) Outcome() Outcome {
 	return c.outcome
 }
 
+// FirstRun waits until the VM's boot vCPU first entered the guest (for a
+// restored VM: ran again after the resume) and returns that moment; zero
+// when there is no VM yet, or done closed first.
+func (c *Controller) FirstRun(done <-chan struct{}) time.Time {
+	c.mu.Lock()
+	m := c.m
+	c.mu.Unlock()
+	if m == nil {
+		return time.Time{}
+	}
+	select {
+	case <-m.Started():
+		return m.FirstRun()
+	case <-done:
+		return time.Time{}
+	}
+}
+
 // Stop ends a running VM (Run returns machine.ErrStopped) and keeps a
 // later InstanceStart from booting one.
 func (c *Controller) Stop() {

@@ -367,6 +367,9 @@ func (m *Machine) phaseTimer() func(name string) {
 // FirstRun returns when the boot vCPU first entered the guest.
 func (m *Machine) FirstRun() time.Time { return m.vcpus[0].FirstRun() }
 
+// Started is closed when the boot vCPU first entered the guest.
+func (m *Machine) Started() <-chan struct{} { return m.vcpus[0].Started() }
+
 // Console returns the serial port, to feed it the host's input.
 func (m *Machine) Console() *serial.UART { return m.uart }
 

@@ -71,7 +71,8 @@ type VCPU struct {
 	// diagnosis of the next: only the run loop's goroutine touches it.
 	last kvm.Exit
 
-	firstRun atomic.Int64 // unix nanoseconds of the first KVM_RUN, 0 before
+	firstRun atomic.Int64  // unix nanoseconds of the first KVM_RUN, 0 before
+	started  chan struct{} // closed when firstRun is set
 
 	stopping atomic.Bool
 	tid      atomic.Int32 // OS thread of the run loop, 0 while not running
@@ -93,7 +94,7 @@ func New(fd *kvm.VCPU, cfg Config) (*VCPU, error) {
 	if err := configureCommon(fd, cfg.CPUID); err != nil {
 		return nil, fmt.Errorf("configure vCPU %d: %w", fd.ID(), err)
 	}
-	v := &VCPU{fd: fd, buses: cfg.Buses, mem: cfg.Memory, stats: newStats(), cpuid: cfg.CPUID}
+	v := &VCPU{fd: fd, buses: cfg.Buses, mem: cfg.Memory, stats: newStats(), cpuid: cfg.CPUID, started: make(chan struct{})}
 	v.pcond = sync.NewCond(&v.pmu)
 	v.park.work = make(chan func(), 1)
 	return v, nil
@@ -119,6 +120,10 @@ func (v *VCPU) FirstRun() time.Time {
 	}
 	return time.Time{}
 }
+
+// Started is closed when the vCPU first enters KVM_RUN (FirstRun is then
+// set): for a restored vCPU, when the guest runs again after Resume.
+func (v *VCPU) Started() <-chan struct{} { return v.started }
 
 // Stats returns the exit counters. Read them after Run has returned.
 func (v *VCPU) Stats() *Stats { return v.stats }
@@ -155,7 +160,9 @@ func (v *VCPU) Run() (Event, error) {
 		if !pending {
 			v.parkIfAsked()
 		}
-		v.firstRun.CompareAndSwap(0, time.Now().UnixNano())
+		if v.firstRun.CompareAndSwap(0, time.Now().UnixNano()) {
+			close(v.started)
+		}
 		if v.stopping.Load() {
 			v.takeStopState(entered, time.Now())
 			return EventNone, nil

@@ -325,6 +325,16 @@ func (r fcRun) serve() int {
 			return fail(exitGenericError, fmt.Errorf("%s", faultText(resp.Body)))
 		}
 		fmt.Fprintf(os.Stderr, "vmm: snapshot %s loaded in %v\n", r.load.SnapshotPath, time.Since(start).Round(time.Microsecond))
+		if r.load.ResumeVM {
+			// The guest's next instruction: when the boot vCPU enters
+			// KVM_RUN again, just after the load's Resume.
+			go func() {
+				if at := ctl.FirstRun(ctl.Done()); !at.IsZero() {
+					fmt.Fprintf(os.Stderr, "vmm: snapshot: the guest runs again %v after the load began, at unix-ns=%d\n",
+						at.Sub(start).Round(time.Microsecond), at.UnixNano())
+				}
+			}()
+		}
 	}
 
 	var stoppedBy os.Signal

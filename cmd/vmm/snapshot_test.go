@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -105,6 +106,24 @@ func TestSnapshotRestoreInNewProcesses(t *testing.T) {
 		t.Logf("clone %d: count %d at the snapshot, %d later", i, c1, c2)
 	}
 	assert.Equal(t, c1, memCount(t, mem), "clones never write the snapshot's memory file")
+
+	// A restore says when the guest ran again: the time of a restore to
+	// the guest's next instruction, which make bench reports.
+	errPath := filepath.Join(dir, "restore.err")
+	errFile, err := os.Create(errPath)
+	require.NoError(t, err)
+	defer errFile.Close()
+	r := exec.Command(bin, "restore", "--snapshot-path", state, "--mem-file-path", mem, "--console", "none", "--allow-emulated")
+	r.Stderr = errFile
+	require.NoError(t, r.Start())
+	t.Cleanup(func() {
+		_ = r.Process.Signal(syscall.SIGTERM)
+		_ = r.Wait()
+	})
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(errPath)
+		return err == nil && strings.Contains(string(b), "the guest runs again") && strings.Contains(string(b), "unix-ns=")
+	}, 10*time.Second, 10*time.Millisecond, "restore's stderr names the guest's first run")
 
 	// Bad input fails at once with the reason.
 	bad := filepath.Join(dir, "bad.snap")

@@ -122,6 +122,9 @@ func benchAction(c *cli.Context) error {
 		NetBytes: c.Int64("net-mib") << 20, BootTimeoutSeconds: 120, Work: "$WORK",
 		ShowGuestConsole: c.Bool("guest-console"), PCI: c.Bool("pci"),
 	}
+	if c.Bool("snapshot") {
+		cfg.Snapshot = &results.SnapshotSpec{Clones: c.Int("clones")}
+	}
 	var files []sandbox.File
 	guestCmdline := c.String("cmdline")
 	for i, name := range c.StringSlice("kernels") {

@@ -39,6 +39,8 @@ func main() {
 			&cli.Int64Flag{Name: "net-mib", Value: 64, Usage: "bytes the guest sends to level 1 over TCP, in MiB (0: no network)"},
 			&cli.Float64Flag{Name: "idle", Value: 2, Usage: "seconds the guest idles at init (memory sample)"},
 			&cli.Float64Flag{Name: "io-seconds", Value: 2, Usage: "limit of each guest I/O test, seconds"},
+			&cli.BoolFlag{Name: "snapshot", Value: true, Usage: "snapshot and restore vmm's guest each round (256 MiB and 1 GiB; first kernel only)"},
+			&cli.IntFlag{Name: "clones", Value: 10, Usage: "with --snapshot: restores of one snapshot run at once, for their total RSS and PSS"},
 			&cli.IntFlag{Name: "host-runs", Value: 15, Usage: "start-up measurements per VMM on this machine's /dev/kvm (0: skip)"},
 			&cli.StringFlag{Name: "vmm", Usage: "use this static vmm binary instead of building ./cmd/vmm"},
 			&cli.StringFlag{Name: "mode", Usage: "sandbox mode: nested or direct (default: detect; also $VMM_SANDBOX)"},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -39,17 +40,11 @@ func (r *runner) apiBoot(k results.KernelSpec, round int) *results.Sample {
 	}()
 	c := unixClient(sock)
 	deadline := time.Now().Add(timeout)
-	for {
-		if code, _, err := apiCall(c, "GET", "/", nil); err == nil && code == http.StatusOK {
-			s.SetMetric(results.APIReady, ms(time.Since(p.fork)))
-			break
-		}
-		if time.Now().After(deadline) {
-			s.Error = "the API socket never answered GET /"
-			return s
-		}
-		time.Sleep(200 * time.Microsecond)
+	if err := waitAPI(c, deadline); err != nil {
+		s.Error = err.Error()
+		return s
 	}
+	s.SetMetric(results.APIReady, ms(time.Since(p.fork)))
 	calls := []struct {
 		method, path string
 		body         any
@@ -88,6 +83,19 @@ func (r *runner) apiBoot(k results.KernelSpec, round int) *results.Sample {
 			s.Error = fmt.Sprintf("no init line within %v", timeout)
 			return s
 		}
+	}
+}
+
+// waitAPI polls GET / until the socket answers 200 or the deadline passes.
+func waitAPI(c *http.Client, deadline time.Time) error {
+	for {
+		if code, _, err := apiCall(c, "GET", "/", nil); err == nil && code == http.StatusOK {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the API socket never answered GET /")
+		}
+		time.Sleep(200 * time.Microsecond)
 	}
 }
 

@@ -59,6 +59,9 @@ func run(configPath string) error {
 			// The same guest through Firecracker's API (vmm only).
 			r.emit(r.apiBoot(k, round))
 		}
+		if cfg.Snapshot != nil {
+			r.emit(r.snapshotBench(cfg.Kernels[0], round))
+		}
 		for _, k := range cfg.Kernels {
 			// vmm reports its start-up in every boot run; QEMU's
 			// trace costs a run of its own.
@@ -122,7 +125,8 @@ func (r *runner) emit(s *results.Sample) {
 
 func brief(s *results.Sample) string {
 	out := ""
-	for _, k := range []string{results.BootConsole, results.StartupSelf, results.StartupStrace, results.RSSOverhead} {
+	for _, k := range []string{results.BootConsole, results.StartupSelf, results.StartupStrace, results.RSSOverhead,
+		results.SnapBootTick, results.RestoreRun256, results.RestoreTick256, results.RestoreTick1G, results.ClonesPSS} {
 		if v, ok := s.Metrics[k]; ok {
 			out += fmt.Sprintf("%s=%.1f ", k, v)
 		}

@@ -38,6 +38,16 @@ type Config struct {
 	// ShowGuestConsole copies every guest console line to level 1's
 	// console (debugging; it slows the runs).
 	ShowGuestConsole bool `json:"show_guest_console,omitempty"`
+	// Snapshot runs the snapshot benchmark each round with the first
+	// kernel; nil: none.
+	Snapshot *SnapshotSpec `json:"snapshot,omitempty"`
+}
+
+// SnapshotSpec is the snapshot benchmark: a 256 MiB and a 1 GiB guest,
+// each snapshotted and restored; Clones restores of the 256 MiB snapshot
+// run at once for the memory they share.
+type SnapshotSpec struct {
+	Clones int `json:"clones"`
 }
 
 // KernelSpec is one guest kernel.

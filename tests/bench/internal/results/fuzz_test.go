@@ -48,3 +48,14 @@ func FuzzParseLine(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseRestore(f *testing.F) {
+	f.Add("vmm: snapshot s loaded in 1ms\nvmm: snapshot: the guest runs again 2ms after the load began, at unix-ns=3\n")
+	f.Add("Rss: 1 kB\nPss: 99999999999999999999999 kB\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		ParseRestore(s)
+		if rss, pss, err := ParseSmapsRollup(strings.NewReader(s)); err != nil && (rss != 0 || pss != 0) {
+			t.Fatalf("error %v with values %d, %d", err, rss, pss)
+		}
+	})
+}

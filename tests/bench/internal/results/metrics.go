@@ -47,6 +47,42 @@ const (
 	APIBootConsole = "api_boot_console_ms"
 	// Exits: KVM exits of the whole run (level 1's per-VM counter).
 	Exits = "kvm_exits"
+
+	// Snapshots (KindSnapshot, vmm only). The guest prints a tick line
+	// every 20 ms once booted (bench.tick=1), so "the next console line"
+	// after a restore is at most one tick away.
+	//
+	// SnapBootTick: the fresh boot through the API, fork to the first
+	// tick: the point a restore is compared with.
+	SnapBootTick = "snap_boot_tick_ms"
+	// SnapCreate*: PATCH /vm Paused done, PUT /snapshot/create (Full)
+	// sent to its answer.
+	SnapCreate256 = "snap_create_256m_ms"
+	SnapCreate1G  = "snap_create_1g_ms"
+	// SnapMem*: the memory file's allocated size (it is sparse: pages
+	// the guest never touched are holes); SnapState: the state file.
+	SnapMem256 = "snap_mem_256m_mib"
+	SnapMem1G  = "snap_mem_1g_mib"
+	SnapState  = "snap_state_kib"
+	// RestoreRun*: fork of `vmm restore` (PUT /snapshot/load with
+	// resume_vm inside it) to the boot vCPU's first KVM_RUN, as vmm
+	// reports it ("the guest runs again ... unix-ns=N").
+	RestoreRun256 = "restore_run_256m_ms"
+	RestoreRun1G  = "restore_run_1g_ms"
+	// RestoreLoad: the load alone, vmm's "loaded in" (state file,
+	// memory mapping, KVM VM, devices, vCPU state).
+	RestoreLoad256 = "restore_load_256m_ms"
+	// RestoreTick*: fork of `vmm restore` to the guest's next tick line.
+	RestoreTick256 = "restore_tick_256m_ms"
+	RestoreTick1G  = "restore_tick_1g_ms"
+	// RestoreVsBoot: RestoreTick256 over SnapBootTick of the same round.
+	RestoreVsBoot = "restore_vs_boot"
+	// Clones*: that many `vmm restore`s of the 256 MiB snapshot running
+	// at once, each past its first tick: their summed Rss and Pss
+	// (/proc/PID/smaps_rollup). The memory file is on level 1's tmpfs,
+	// mapped MAP_PRIVATE, so its page-cache pages are shared.
+	ClonesRSS = "clones_rss_mib"
+	ClonesPSS = "clones_pss_mib"
 )
 
 // PortMarker is what the guest's /init writes to port 0x80 first thing.
@@ -78,5 +114,19 @@ var Metrics = []MetricInfo{
 	{APIStartToInit, "API: PUT /actions InstanceStart -> init console line", "ms", false},
 	{APIBootConsole, "API: fork -> init console line (with the API calls)", "ms", false},
 	{Exits, "KVM exits per run (level-1 counter)", "", false},
+	{SnapBootTick, "snapshot guest: fresh boot, fork -> first tick line (256 MiB)", "ms", false},
+	{SnapCreate256, "snapshot create (Full), 256 MiB guest", "ms", false},
+	{SnapCreate1G, "snapshot create (Full), 1 GiB guest", "ms", false},
+	{SnapMem256, "snapshot memory file, allocated, 256 MiB guest", "MiB", false},
+	{SnapMem1G, "snapshot memory file, allocated, 1 GiB guest", "MiB", false},
+	{SnapState, "snapshot state file (256 MiB guest)", "KiB", false},
+	{RestoreLoad256, "restore: the load inside vmm (256 MiB)", "ms", false},
+	{RestoreRun256, "restore: fork -> guest's next instruction (256 MiB)", "ms", false},
+	{RestoreRun1G, "restore: fork -> guest's next instruction (1 GiB)", "ms", false},
+	{RestoreTick256, "restore: fork -> next tick console line (256 MiB)", "ms", false},
+	{RestoreTick1G, "restore: fork -> next tick console line (1 GiB)", "ms", false},
+	{RestoreVsBoot, "restore -> tick over fresh boot -> tick (256 MiB)", "x", false},
+	{ClonesRSS, "clones of one snapshot running at once: total RSS", "MiB", false},
+	{ClonesPSS, "clones of one snapshot running at once: total PSS", "MiB", false},
 	{Total, "whole run: fork -> exit", "s", false},
 }

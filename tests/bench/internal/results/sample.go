@@ -37,6 +37,10 @@ const (
 	// KindAPI boots vmm through Firecracker's API socket and stops it at
 	// the guest's init line.
 	KindAPI = "api"
+	// KindSnapshot boots vmm through the API to the guest's ticks,
+	// snapshots it, and restores it in new processes (one, then many at
+	// once).
+	KindSnapshot = "snapshot"
 )
 
 // Sample is one run of one VMM.
