@@ -216,55 +216,22 @@ func numbers(s string) []uint64 {
 	return out
 }
 
-// fetchKernel downloads and unpacks a package into a temporary directory,
-// extracts vmlinux, and renames the directory into place.
+// fetchKernel downloads and unpacks a package, extracts vmlinux, and
+// puts the directory in place (deb.go).
 func fetchKernel(ctx context.Context, pkg, version, dir string) error {
-	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return fmt.Errorf("sandbox: fetch kernel: %w", err)
-	}
-	tmp, err := os.MkdirTemp(parent, ".fetch-*")
-	if err != nil {
-		return fmt.Errorf("sandbox: fetch kernel: %w", err)
-	}
+	tmp, root, err := unpackDebs(ctx, filepath.Dir(dir), nil, pkg+"="+version)
 	defer os.RemoveAll(tmp)
-
-	download := exec.CommandContext(ctx, "apt-get", "download", pkg+"="+version)
-	download.Dir = tmp
-	if out, err := download.CombinedOutput(); err != nil {
-		return fmt.Errorf("sandbox: apt-get download %s=%s: %w: %s", pkg, version, err, tail(string(out), 5))
+	if err != nil {
+		return err
 	}
-	debs, err := filepath.Glob(filepath.Join(tmp, "*.deb"))
-	if err != nil || len(debs) != 1 {
-		return fmt.Errorf("sandbox: apt-get download %s: expected one .deb, found %v", pkg, debs)
-	}
-	if out, err := exec.CommandContext(ctx, "dpkg", "-x", debs[0], tmp).CombinedOutput(); err != nil {
-		return fmt.Errorf("sandbox: dpkg -x %s: %w: %s", debs[0], err, tail(string(out), 5))
-	}
-	if err := os.Remove(debs[0]); err != nil {
-		return fmt.Errorf("sandbox: fetch kernel: %w", err)
-	}
-	bzImages, err := filepath.Glob(filepath.Join(tmp, "boot", "vmlinuz-*"))
+	bzImages, err := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
 	if err != nil || len(bzImages) != 1 {
 		return fmt.Errorf("sandbox: %s: expected one boot/vmlinuz-*, found %v", pkg, bzImages)
 	}
-	if err := ExtractVmlinux(ctx, bzImages[0], filepath.Join(tmp, "vmlinux")); err != nil {
+	if err := ExtractVmlinux(ctx, bzImages[0], filepath.Join(root, "vmlinux")); err != nil {
 		return err
 	}
-	meta := fmt.Sprintf("%s\n%s\n", pkg, version)
-	if err := os.WriteFile(filepath.Join(tmp, "package"), []byte(meta), 0o644); err != nil {
-		return fmt.Errorf("sandbox: fetch kernel: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, completeMarker), nil, 0o644); err != nil {
-		return fmt.Errorf("sandbox: fetch kernel: %w", err)
-	}
-	if err := os.RemoveAll(dir); err != nil { // a partial directory from an older layout
-		return fmt.Errorf("sandbox: fetch kernel: %w", err)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return fmt.Errorf("sandbox: fetch kernel: %w", err)
-	}
-	return nil
+	return commitCacheEntry(root, dir, fmt.Sprintf("%s\n%s\n", pkg, version))
 }
 
 // loadKernel describes an unpacked kernel directory.

@@ -199,30 +199,15 @@ func backportVersion(madison string) (string, error) {
 // where QEMU looks for it (its data directory, relative to the binary),
 // checks that the binary runs, and renames the directory to into.
 func fetchQEMU(ctx context.Context, dir, version, into string) error {
-	tmp, err := os.MkdirTemp(dir, ".fetch-*")
-	if err != nil {
-		return fmt.Errorf("sandbox: fetch QEMU: %w", err)
-	}
-	defer os.RemoveAll(tmp)
 	var specs []string
 	for _, p := range qemuPackages {
 		specs = append(specs, p+"="+version)
 	}
 	specs = append(specs, "seabios/"+backportsSuite)
-	download := exec.CommandContext(ctx, "apt-get", append(append(aptArgs(dir), "download"), specs...)...)
-	download.Dir = tmp
-	if out, err := download.CombinedOutput(); err != nil {
-		return fmt.Errorf("sandbox: apt-get download %v: %w: %s", specs, err, tail(string(out), 5))
-	}
-	debs, err := filepath.Glob(filepath.Join(tmp, "*.deb"))
-	if err != nil || len(debs) != len(specs) {
-		return fmt.Errorf("sandbox: apt-get download %v: found %v", specs, debs)
-	}
-	root := filepath.Join(tmp, "root")
-	for _, deb := range debs {
-		if out, err := exec.CommandContext(ctx, "dpkg", "-x", deb, root).CombinedOutput(); err != nil {
-			return fmt.Errorf("sandbox: dpkg -x %s: %w: %s", deb, err, tail(string(out), 5))
-		}
+	tmp, root, err := unpackDebs(ctx, dir, aptArgs(dir), specs...)
+	defer os.RemoveAll(tmp)
+	if err != nil {
+		return err
 	}
 	if err := linkFirmware(root); err != nil {
 		return err
@@ -235,19 +220,7 @@ func fetchQEMU(ctx context.Context, dir, version, into string) error {
 	if major < level1QEMUMinMajor {
 		return fmt.Errorf("sandbox: %s %s is QEMU %d, want %d or later", backportsSuite, version, major, level1QEMUMinMajor)
 	}
-	if err := os.WriteFile(filepath.Join(root, "package"), []byte(version+"\n"), 0o644); err != nil {
-		return fmt.Errorf("sandbox: fetch QEMU: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(root, completeMarker), nil, 0o644); err != nil {
-		return fmt.Errorf("sandbox: fetch QEMU: %w", err)
-	}
-	if err := os.RemoveAll(into); err != nil {
-		return fmt.Errorf("sandbox: fetch QEMU: %w", err)
-	}
-	if err := os.Rename(root, into); err != nil {
-		return fmt.Errorf("sandbox: fetch QEMU: %w", err)
-	}
-	return nil
+	return commitCacheEntry(root, into, version+"\n")
 }
 
 // linkFirmware links SeaBIOS's images into QEMU's data directory, where
