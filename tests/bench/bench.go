@@ -119,7 +119,8 @@ func benchAction(c *cli.Context) error {
 		Rounds: c.Int("runs"), Initrd: "$GUEST_INITRD", VMM: "$VMM",
 		CPUs: c.Int("cpus"), MemoryMiB: c.Int("memory-mib"),
 		IdleSeconds: c.Float64("idle"), IOSeconds: c.Float64("io-seconds"),
-		NetBytes: c.Int64("net-mib") << 20, BootTimeoutSeconds: 120, Work: "$WORK",
+		NetBytes: c.Int64("net-mib") << 20, NetDownBytes: c.Int64("net-down-mib") << 20,
+		BootTimeoutSeconds: 120, Work: "$WORK",
 		ShowGuestConsole: c.Bool("guest-console"), PCI: c.Bool("pci"),
 	}
 	if c.Bool("snapshot") {

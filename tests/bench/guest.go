@@ -13,7 +13,9 @@ import (
 //
 // Command line: bench.idle=S (idle at init, for the memory sample),
 // bench.io=1 with bench.ioseconds=S (block test on /dev/vda), bench.ip,
-// bench.host, bench.port, bench.bytes (TCP send to the host); bench.tick=1
+// bench.host, bench.port, bench.bytes (TCP send to the host), after
+// bench.downport (a TCP receive from the host on that port first, its
+// SHA-256 printed for the runner to compare); bench.tick=1
 // prints "@@BENCH tick N" every 20 ms instead, for ever (the snapshot
 // benchmark's guest: a restored one shows it runs within a tick).
 const guestInitScript = `#!/bin/sh
@@ -27,7 +29,7 @@ if [ -e /proc/modules ]; then
 		insmod "/lib/modules/$mod" 2>/dev/null || echo "@@BENCH error insmod $mod"
 	done < /etc/modules
 fi
-idle=2 io=0 ioseconds=2 ip= host= port= bytes= tick=0
+idle=2 io=0 ioseconds=2 ip= host= port= bytes= downport= tick=0
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	bench.idle=*) idle=${arg#*=} ;;
@@ -37,6 +39,7 @@ for arg in $(cat /proc/cmdline); do
 	bench.host=*) host=${arg#*=} ;;
 	bench.port=*) port=${arg#*=} ;;
 	bench.bytes=*) bytes=${arg#*=} ;;
+	bench.downport=*) downport=${arg#*=} ;;
 	bench.tick=*) tick=${arg#*=} ;;
 	esac
 done
@@ -58,6 +61,9 @@ if [ "$io" = 1 ]; then
 	fi
 	if [ -n "$ip" ]; then
 		if ip link set eth0 up && ip addr add "$ip/24" dev eth0; then
+			if [ -n "$downport" ]; then
+				/bin/benchguest recv "$host:$downport"
+			fi
 			/bin/benchguest net "$host:$port" "$bytes" "$ioseconds"
 		else
 			echo "@@BENCH error network setup failed"

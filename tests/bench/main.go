@@ -37,6 +37,7 @@ func main() {
 			&cli.IntFlag{Name: "memory-mib", Value: 256, Usage: "guest RAM (MiB)"},
 			&cli.IntFlag{Name: "disk-mib", Value: 256, Usage: "size of the raw disk image both VMMs get (0: none)"},
 			&cli.Int64Flag{Name: "net-mib", Value: 64, Usage: "bytes the guest sends to level 1 over TCP, in MiB (0: no network)"},
+			&cli.Int64Flag{Name: "net-down-mib", Usage: "with --net-mib: bytes level 1 sends the guest first, in MiB, checked by SHA-256 (0: none)"},
 			&cli.Float64Flag{Name: "idle", Value: 2, Usage: "seconds the guest idles at init (memory sample)"},
 			&cli.Float64Flag{Name: "io-seconds", Value: 2, Usage: "limit of each guest I/O test, seconds"},
 			&cli.BoolFlag{Name: "snapshot", Value: true, Usage: "snapshot and restore vmm's guest each round (256 MiB and 1 GiB; first kernel only)"},

@@ -19,6 +19,7 @@ const (
 	markIdle = "@@BENCH idle"
 	markBlk  = "@@BENCH blk "
 	markNet  = "@@BENCH net "
+	markRx   = "@@BENCH netrx "
 	markDone = "@@BENCH done"
 	markErr  = "@@BENCH error"
 )
@@ -57,9 +58,14 @@ func (r *runner) bootOnce(k results.KernelSpec, vmm string, round int) *results.
 	}
 
 	var received chan receiveResult
+	var served chan error
 	if k.IO && r.withNet(k) {
 		received = make(chan receiveResult, 1)
 		go func() { received <- receive(r.receivers[netLinkOf(vmm)], timeout) }()
+		if r.down != nil {
+			served = make(chan error, 1)
+			go func() { served <- serve(r.senders[netLinkOf(vmm)], r.down, timeout) }()
+		}
 	}
 
 	p, err := start(argv, false)
@@ -105,6 +111,13 @@ loop:
 				setFloat(s, results.BlkRandIOPS, kv["rand_iops"])
 			case strings.HasPrefix(l.text, markNet):
 				s.Notef("guest sender: %s", strings.TrimPrefix(l.text, markNet))
+			case strings.HasPrefix(l.text, markRx):
+				kv := parseKV(strings.TrimPrefix(l.text, markRx))
+				setFloat(s, results.NetH2G, kv["rx_mbits"])
+				if want := strconv.Itoa(len(r.down)); kv["rx_bytes"] != want || kv["rx_sha256"] != r.downSHA {
+					s.Error = fmt.Sprintf("the download arrived damaged: %s bytes with SHA-256 %s, want %s bytes with %s",
+						kv["rx_bytes"], kv["rx_sha256"], want, r.downSHA)
+				}
 			case strings.HasPrefix(l.text, markErr):
 				s.Notef("guest: %s", l.text)
 			case strings.HasPrefix(l.text, markDone):
@@ -162,15 +175,46 @@ loop:
 		switch {
 		case res.err != nil:
 			s.Notef("network receiver: %v", res.err)
+		case res.nonZero >= 0:
+			if s.Error == "" {
+				s.Error = fmt.Sprintf("the upload arrived damaged: byte %d of %d is not zero", res.nonZero, res.bytes)
+			}
 		case res.bytes > 0 && res.elapsed > 0:
 			s.SetMetric(results.NetG2H, float64(res.bytes)*8/res.elapsed.Seconds()/1e6)
 			s.Notef("network receiver: %d bytes in %v", res.bytes, res.elapsed.Round(time.Millisecond))
+		}
+	}
+	if served != nil {
+		if err := r.senders[netLinkOf(vmm)].SetDeadline(time.Now()); err != nil {
+			s.Notef("network sender: %v", err)
+		}
+		if err := <-served; err != nil {
+			s.Notef("network sender: %v", err)
 		}
 	}
 	if s.Error != "" {
 		s.ConsoleTail = append(p.tailLines(), strings.Split(tailText(p.otherOutput(), 20), "\n")...)
 	}
 	return s
+}
+
+// serve accepts one connection, writes data to it and closes it.
+func serve(l *net.TCPListener, data []byte, timeout time.Duration) error {
+	if err := l.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	conn, err := l.AcceptTCP()
+	if err != nil {
+		return fmt.Errorf("accept: %w", err)
+	}
+	defer conn.Close()
+	if err := conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	if _, err := conn.Write(data); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	return nil
 }
 
 // addVMMStats takes vmm's --stats output: the start-up time, the port 0x80
@@ -220,6 +264,9 @@ func (r *runner) sampleMemory(s *results.Sample, pid int) {
 type receiveResult struct {
 	bytes   int64
 	elapsed time.Duration // first byte to EOF
+	// nonZero is the offset of the first byte that is not zero (the guest
+	// sends zeros), -1 if none.
+	nonZero int64
 	err     error
 }
 
@@ -237,12 +284,20 @@ func receive(l *net.TCPListener, timeout time.Duration) receiveResult {
 		return receiveResult{err: err}
 	}
 	buf := make([]byte, 256<<10)
-	var res receiveResult
+	res := receiveResult{nonZero: -1}
 	var first time.Time
 	for {
 		n, err := conn.Read(buf)
 		if n > 0 && first.IsZero() {
 			first = time.Now()
+		}
+		if res.nonZero < 0 {
+			for i, b := range buf[:n] {
+				if b != 0 {
+					res.nonZero = res.bytes + int64(i)
+					break
+				}
+			}
 		}
 		res.bytes += int64(n)
 		if err != nil {

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -14,6 +18,11 @@ type runner struct {
 	cfg *results.Config
 	// receivers accept the guest's TCP stream, one per VMM's TAP subnet.
 	receivers map[string]*net.TCPListener
+	// senders serve the host-to-guest stream down (NetDownBytes), whose
+	// SHA-256 the guest must report.
+	senders map[string]*net.TCPListener
+	down    []byte
+	downSHA string
 	// netOff: vmm rejected --net, so neither VMM gets a network device
 	// (boots stay comparable) and the network metric is n/a.
 	netOff    bool
@@ -22,25 +31,54 @@ type runner struct {
 }
 
 func newRunner(cfg *results.Config) (*runner, error) {
-	r := &runner{cfg: cfg, receivers: map[string]*net.TCPListener{}}
+	r := &runner{cfg: cfg, receivers: map[string]*net.TCPListener{}, senders: map[string]*net.TCPListener{}}
 	if cfg.Net != nil {
 		for vmm, link := range cfg.Net.Links {
-			addr := &net.TCPAddr{IP: net.ParseIP(link.HostIP), Port: cfg.Net.Port}
-			l, err := net.ListenTCP("tcp", addr)
-			if err != nil {
-				r.close()
-				return nil, fmt.Errorf("listen for %s on %v: %w", vmm, addr, err)
+			if err := r.listen(r.receivers, vmm, link.HostIP, cfg.Net.Port); err != nil {
+				return nil, err
 			}
-			r.receivers[vmm] = l
+			if cfg.NetDownBytes > 0 {
+				if err := r.listen(r.senders, vmm, link.HostIP, cfg.Net.Port+1); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if cfg.NetDownBytes > 0 {
+			r.down, r.downSHA = downloadData(cfg.NetDownBytes)
 		}
 	}
 	return r, nil
 }
 
+func (r *runner) listen(into map[string]*net.TCPListener, vmm, ip string, port int) error {
+	addr := &net.TCPAddr{IP: net.ParseIP(ip), Port: port}
+	l, err := net.ListenTCP("tcp", addr)
+	if err != nil {
+		r.close()
+		return fmt.Errorf("listen for %s on %v: %w", vmm, addr, err)
+	}
+	into[vmm] = l
+	return nil
+}
+
+// downloadData is the host-to-guest stream: n pseudo-random bytes (a
+// fixed seed: the same stream every run) and their SHA-256.
+func downloadData(n int64) ([]byte, string) {
+	data := make([]byte, n)
+	rng := rand.New(rand.NewChaCha8([32]byte{'v', 'm', 'm'}))
+	for i := 0; i+8 <= len(data); i += 8 {
+		binary.LittleEndian.PutUint64(data[i:], rng.Uint64())
+	}
+	sum := sha256.Sum256(data)
+	return data, hex.EncodeToString(sum[:])
+}
+
 func (r *runner) close() {
-	for _, l := range r.receivers {
-		// Closing at exit; an error changes nothing then.
-		_ = l.Close()
+	for _, m := range []map[string]*net.TCPListener{r.receivers, r.senders} {
+		for _, l := range m {
+			// Closing at exit; an error changes nothing then.
+			_ = l.Close()
+		}
 	}
 }
 
@@ -68,6 +106,9 @@ func (r *runner) cmdline(k results.KernelSpec, vmm string) string {
 			link := r.cfg.Net.Links[netLinkOf(vmm)]
 			parts = append(parts, "bench.ip="+link.GuestIP, "bench.host="+link.HostIP,
 				"bench.port="+strconv.Itoa(r.cfg.Net.Port), "bench.bytes="+strconv.FormatInt(r.cfg.NetBytes, 10))
+			if r.down != nil {
+				parts = append(parts, "bench.downport="+strconv.Itoa(r.cfg.Net.Port+1))
+			}
 		}
 	}
 	return strings.Join(parts, " ")

@@ -56,3 +56,22 @@ func TestQEMUArgs(t *testing.T) {
 func TestParseKV(t *testing.T) {
 	assert.Equal(t, map[string]string{"a": "1", "b": "x=y"}, parseKV("a=1 junk b=x=y"))
 }
+
+// The download is the same stream every run, and its digest is of it.
+func TestDownloadData(t *testing.T) {
+	a, sumA := downloadData(1<<20 + 3)
+	b, sumB := downloadData(1<<20 + 3)
+	assert.Equal(t, a, b)
+	assert.Equal(t, sumA, sumB)
+	assert.Len(t, a, 1<<20+3)
+	c, sumC := downloadData(1 << 20)
+	assert.NotEqual(t, sumA, sumC)
+	assert.Equal(t, a[:len(c)], c, "a longer stream starts with the shorter one")
+}
+
+func TestCmdlineDownload(t *testing.T) {
+	r := testRunner(true)
+	r.down = []byte{1}
+	k := results.KernelSpec{Name: "debian", Cmdline: "console=ttyS0", IO: true}
+	assert.Contains(t, r.cmdline(k, results.VMM), "bench.bytes=1048576 bench.downport=5202")
+}

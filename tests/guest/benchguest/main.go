@@ -24,7 +24,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) < 1 {
-		return fmt.Errorf("usage: benchguest blk DEVICE [SECONDS] | net HOST:PORT BYTES [SECONDS]")
+		return fmt.Errorf("usage: benchguest blk DEVICE [SECONDS] | net HOST:PORT BYTES [SECONDS] | recv HOST:PORT [SECONDS]")
 	}
 	switch args[0] {
 	case "blk":
@@ -60,6 +60,21 @@ func run(args []string) error {
 		}
 		fmt.Printf("@@BENCH net tx_bytes=%d tx_ms=%.1f tx_mbits=%.1f\n",
 			sent, float64(elapsed.Microseconds())/1000, float64(sent)*8/elapsed.Seconds()/1e6)
+		return nil
+	case "recv":
+		if len(args) < 2 {
+			return fmt.Errorf("recv: missing HOST:PORT")
+		}
+		limit, err := optionalSeconds(args, 2, 60*time.Second)
+		if err != nil {
+			return err
+		}
+		res, err := recv(args[1], limit)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("@@BENCH netrx rx_bytes=%d rx_ms=%.1f rx_mbits=%.1f rx_sha256=%s\n",
+			res.bytes, float64(res.elapsed.Microseconds())/1000, float64(res.bytes)*8/res.elapsed.Seconds()/1e6, res.sha256)
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q", args[0])

@@ -1,28 +1,65 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"time"
 )
+
+// dial connects to addr, retrying for about two seconds: the host side
+// listens before the VM starts, but the guest's link may need a moment
+// after `ip link set up`.
+func dial(addr string) (net.Conn, error) {
+	var conn net.Conn
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		conn, err = net.DialTimeout("tcp", addr, 2*time.Second)
+		if err == nil {
+			return conn, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("connect %s: %w", addr, err)
+}
+
+// recvResult is what the guest received from the host.
+type recvResult struct {
+	bytes   int64
+	elapsed time.Duration
+	sha256  string
+}
+
+// recv connects to addr and reads to EOF (at most limit): host-to-guest
+// TCP throughput, with the SHA-256 of the bytes for the host to compare.
+func recv(addr string, limit time.Duration) (recvResult, error) {
+	conn, err := dial(addr)
+	if err != nil {
+		return recvResult{}, err
+	}
+	defer conn.Close()
+	start := time.Now()
+	if err := conn.SetReadDeadline(start.Add(limit)); err != nil {
+		return recvResult{}, err
+	}
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, conn, make([]byte, 256<<10))
+	res := recvResult{bytes: n, elapsed: time.Since(start), sha256: hex.EncodeToString(h.Sum(nil))}
+	if err != nil {
+		return res, fmt.Errorf("receive from %s after %d bytes: %w", addr, n, err)
+	}
+	return res, nil
+}
 
 // send connects to addr and writes n zero bytes (or as many as fit in
 // limit), then closes the connection: guest-to-host TCP throughput. The
 // receiver in level 1 measures too; this is the sender's view.
 func send(addr string, n int64, limit time.Duration) (int64, time.Duration, error) {
-	var conn net.Conn
-	var err error
-	// The host side listens before the VM starts, but the guest's link may
-	// need a moment after `ip link set up`.
-	for attempt := 0; attempt < 20; attempt++ {
-		conn, err = net.DialTimeout("tcp", addr, 2*time.Second)
-		if err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	conn, err := dial(addr)
 	if err != nil {
-		return 0, 0, fmt.Errorf("connect %s: %w", addr, err)
+		return 0, 0, err
 	}
 	defer conn.Close()
 	start := time.Now()

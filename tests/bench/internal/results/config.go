@@ -28,6 +28,9 @@ type Config struct {
 	IOSeconds float64 `json:"io_seconds"`
 	// NetBytes is what the guest sends to the host.
 	NetBytes int64 `json:"net_bytes"`
+	// NetDownBytes, when not 0, is what the host sends the guest first
+	// (pseudo-random, checked by its SHA-256), on the network port + 1.
+	NetDownBytes int64 `json:"net_down_bytes,omitempty"`
 	// BootTimeoutSeconds bounds one boot run.
 	BootTimeoutSeconds float64 `json:"boot_timeout_seconds"`
 	// Work is a scratch directory (sockets, logs).

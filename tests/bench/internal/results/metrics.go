@@ -33,6 +33,9 @@ const (
 	BlkRandIOPS = "blk_rand4k_iops"
 	// NetG2H: guest-to-host TCP, measured by the receiver in level 1.
 	NetG2H = "net_g2h_mbits"
+	// NetH2G: host-to-guest TCP (Config.NetDownBytes, before the upload),
+	// measured by the receiver in the guest.
+	NetH2G = "net_h2g_mbits"
 	// Exit: the whole run, fork to the VMM's exit after poweroff.
 	Total = "total_s"
 	// APIReady: fork of `vmm firecracker --api-sock` to the first 200
@@ -110,6 +113,7 @@ var Metrics = []MetricInfo{
 	{BlkSeq, "virtio-blk: sequential read 1 MiB", "MiB/s", true},
 	{BlkRandIOPS, "virtio-blk: random read 4 KiB QD1", "IOPS", true},
 	{NetG2H, "virtio-net: TCP guest -> host", "Mbit/s", true},
+	{NetH2G, "virtio-net: TCP host -> guest (before the upload)", "Mbit/s", true},
 	{APIReady, "API: fork of `vmm firecracker` -> socket answers GET /", "ms", false},
 	{APIStartToInit, "API: PUT /actions InstanceStart -> init console line", "ms", false},
 	{APIBootConsole, "API: fork -> init console line (with the API calls)", "ms", false},
