@@ -218,10 +218,9 @@ func (c *Controller) loadSnapshot(p SnapshotLoadParams) error {
 		return fault("the VMM is stopping")
 	default:
 	}
-	// A snapshot of a VM with a vsock device is refused, so an override
-	// names nothing.
+	var vsockPath string
 	if p.VsockOverride != nil {
-		return fault("Failed to load the snapshot: vsock override: the snapshot has no vsock device")
+		vsockPath = p.VsockOverride.UDSPath
 	}
 	overrides := map[string]string{}
 	for _, o := range p.NetworkOverrides {
@@ -230,7 +229,7 @@ func (c *Controller) loadSnapshot(p SnapshotLoadParams) error {
 	m, err := machine.Restore(machine.RestoreParams{
 		StatePath: p.SnapshotPath, MemPath: p.MemBackend.BackendPath, VMMVersion: c.opts.Version,
 		TrackDirtyPages: p.TrackDirtyPages || p.EnableDiffSnapshots, Console: c.opts.Console,
-		NetworkOverrides: overrides,
+		NetworkOverrides: overrides, VsockUDSPath: vsockPath,
 	})
 	if err != nil {
 		return fault("Failed to load the snapshot: %v", err)

@@ -17,6 +17,7 @@ import (
 	vconsole "github.com/vmm-dev/vmm/devices/virtio/console"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
+	"github.com/vmm-dev/vmm/devices/virtio/vsock"
 	"github.com/vmm-dev/vmm/devices/vmgenid"
 	"github.com/vmm-dev/vmm/kvm"
 	"github.com/vmm-dev/vmm/memory"
@@ -52,6 +53,7 @@ type Machine struct {
 	disks    []*blk.Block    // in Config.Disks order
 	nics     []*net.Net      // in Config.NICs order
 	entropy  *rng.RNG
+	vsock    *vsock.Vsock
 	balloon  *balloon.Balloon
 	vconsole *vconsole.Console
 	// cores are the virtio devices' transport-neutral state, in

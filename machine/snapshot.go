@@ -80,6 +80,11 @@ type savedMachine struct {
 	Disks   []Disk
 	NICs    []NIC
 	Entropy *Entropy
+	// Vsock is the vsock device: its guest CID and host socket (a
+	// restore listens there, or at its vsock_override). Its connections
+	// are not saved: both the VM that goes on and every restored one get
+	// a transport reset.
+	Vsock *Vsock
 	// VMGenID: the VM has a generation ID, which a restore replaces
 	// (devices/vmgenid).
 	VMGenID bool
@@ -133,8 +138,6 @@ func (m *Machine) snapshotBlocker() string {
 	switch {
 	case m.pci != nil:
 		return "the virtio-pci transport (its MSI-X state is not saved yet)"
-	case m.cfg.Vsock != nil:
-		return "the vsock device (its connections are not saved yet)"
 	case m.cfg.Balloon != nil:
 		return "the balloon (its statistics buffer is not saved yet)"
 	case len(m.cfg.Shares) > 0:
@@ -181,12 +184,18 @@ func (m *Machine) Snapshot(p SnapshotParams) (SnapshotStats, error) {
 	// The devices finish their requests in flight and stop, so their
 	// rings and guest memory hold still while both are written; they
 	// start again when the snapshot is done, whether or not it worked.
+	// The vsock device's stop closed its host connections: a transport
+	// reset tells the guest (virtio 1.2 §5.10.6.7), as it tells every VM
+	// restored from the snapshot.
 	for _, c := range m.cores {
 		c.Quiesce()
 	}
 	defer func() {
 		for _, c := range m.cores {
 			c.Unquiesce()
+		}
+		if m.vsock != nil {
+			m.vsock.TransportReset()
 		}
 	}()
 	f, err := m.saveState(p.VMMVersion)
@@ -234,7 +243,7 @@ func (m *Machine) saveState(version string) (*snapshot.File, error) {
 		return nil, err
 	}
 	sm := savedMachine{CPUs: m.cfg.CPUs, Memory: m.cfg.Memory, NoACPI: m.cfg.NoACPI,
-		Disks: m.cfg.Disks, Entropy: m.cfg.Entropy, VMGenID: m.genID != nil}
+		Disks: m.cfg.Disks, Entropy: m.cfg.Entropy, Vsock: m.cfg.Vsock, VMGenID: m.genID != nil}
 	for i, n := range m.cfg.NICs {
 		n.MAC = m.nics[i].MAC() // the generated one, when none was given
 		sm.NICs = append(sm.NICs, n)
@@ -331,8 +340,12 @@ type RestoreParams struct {
 	// NetworkOverrides give restored NICs other TAPs: NIC ID (iface_id)
 	// to TAP name. Every ID must be the snapshot's.
 	NetworkOverrides map[string]string
-	Console          io.Writer
-	Progress         func(value byte, sinceStart time.Duration)
+	// VsockUDSPath, when set, is the restored vsock device's host socket
+	// instead of the snapshot's (vsock_override): the original VM, or
+	// another clone, may still listen there.
+	VsockUDSPath string
+	Console      io.Writer
+	Progress     func(value byte, sinceStart time.Duration)
 }
 
 // Restore builds a VM from a snapshot. It comes back paused: Run it, and
@@ -393,8 +406,12 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 	if err != nil {
 		return nil, err
 	}
+	vs, err := overrideVsock(sm.Vsock, p.VsockUDSPath)
+	if err != nil {
+		return nil, err
+	}
 	m.cfg = Config{Kernel: p.StatePath, CPUs: sm.CPUs, Memory: sm.Memory, NoACPI: sm.NoACPI,
-		Disks: sm.Disks, NICs: nics, Entropy: sm.Entropy,
+		Disks: sm.Disks, NICs: nics, Entropy: sm.Entropy, Vsock: vs,
 		Console: p.Console, Progress: p.Progress, TrackDirtyPages: p.TrackDirtyPages}.withDefaults()
 	if err := m.cfg.validate(maxCPUs); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSnapshotState, err)
@@ -478,6 +495,11 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 			return nil, fmt.Errorf("virtio device %d: %w", i, err)
 		}
 	}
+	// The guest's vsock connections had host ends in another process:
+	// the guest drops them on this event.
+	if m.vsock != nil {
+		m.vsock.TransportReset()
+	}
 	// A restored VM may be one of many copies: a new generation ID, and
 	// the GED's interrupt to tell the guest. The write is the VMM's, so
 	// KVM's dirty log never has it; a Diff of this VM leaves the old ID
@@ -510,6 +532,19 @@ func overrideNICs(saved []NIC, overrides map[string]string) ([]NIC, error) {
 		}
 	}
 	return nics, nil
+}
+
+// overrideVsock applies a restore's vsock_override.
+func overrideVsock(saved *Vsock, udsPath string) (*Vsock, error) {
+	switch {
+	case udsPath == "":
+		return saved, nil
+	case saved == nil:
+		return nil, fmt.Errorf("%w: vsock override %q: the snapshot has no vsock device", ErrSnapshotState, udsPath)
+	}
+	v := *saved
+	v.UDSPath = udsPath
+	return &v, nil
 }
 
 // checkSaved validates the decoded sections before any of them reaches

@@ -235,6 +235,54 @@ func TestSnapshotWithVirtioDevices(t *testing.T) {
 	_, err = Restore(RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "v",
 		NetworkOverrides: map[string]string{"eth0": "tap9"}})
 	assert.ErrorIs(t, err, ErrSnapshotState, "an override for an interface the snapshot lacks")
+	_, err = Restore(RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "v",
+		VsockUDSPath: filepath.Join(dir, "v.sock")})
+	assert.ErrorIs(t, err, ErrSnapshotState, "a vsock override for a snapshot without vsock")
+}
+
+// A VM with a vsock device is snapshotted and restored: the clone
+// listens on the snapshot's socket, or on its vsock_override while
+// another VM holds that one.
+func TestSnapshotWithVsock(t *testing.T) {
+	skipWithoutKVM(t)
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "counter.elf")
+	require.NoError(t, os.WriteFile(kernel, testguest.ELF(counterGuest), 0o644))
+	sock := filepath.Join(dir, "v.sock")
+	m, err := New(Config{Kernel: kernel, Memory: 64 << 20, Vsock: &Vsock{GuestCID: 7, UDSPath: sock}})
+	require.NoError(t, err)
+	done := runAsync(m)
+	require.Eventually(t, func() bool { return counter(t, m) > 10 }, 10*time.Second, time.Millisecond)
+	m.Pause()
+	p := SnapshotParams{StatePath: filepath.Join(dir, "vm.snap"), MemPath: filepath.Join(dir, "vm.mem"), VMMVersion: "v"}
+	_, err = m.Snapshot(p)
+	require.NoError(t, err)
+	m.Resume()
+	c1 := counter(t, m)
+
+	// The original still holds its socket: a clone needs another.
+	_, err = Restore(RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "v"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), sock)
+	other := filepath.Join(dir, "clone.sock")
+	r, err := Restore(RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "v", VsockUDSPath: other})
+	require.NoError(t, err)
+	require.NotNil(t, r.vsock)
+	assert.Equal(t, other, r.vsock.Path())
+	assert.Equal(t, uint64(7), r.vsock.GuestCID())
+	_, err = os.Stat(other)
+	require.NoError(t, err, "the clone listens on its override")
+	rdone := runAsync(r)
+	r.Resume()
+	require.Eventually(t, func() bool { return counter(t, r) > c1 }, 10*time.Second, time.Millisecond)
+	stop(t, r, rdone)
+	stop(t, m, done)
+
+	// With the original gone, the snapshot's own socket is free again.
+	r2, err := Restore(RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "v"})
+	require.NoError(t, err)
+	assert.Equal(t, sock, r2.vsock.Path())
+	require.NoError(t, r2.Close())
 }
 
 // BenchmarkRestore measures a restore of the counting guest, from the

@@ -66,6 +66,7 @@ func (m *Machine) buildVirtioDevices() ([]virtioDevice, error) {
 		// Registered before the transport's closer: Close runs closers in
 		// reverse, so the transport stops before the device closes.
 		m.onClose(dev.Close)
+		m.vsock = dev
 		devs = append(devs, virtioDevice{fmt.Sprintf("virtio-vsock (cid %d, %s)", vc.GuestCID, vc.UDSPath), dev})
 	}
 	if bc := m.cfg.Balloon; bc != nil {

@@ -82,6 +82,7 @@ func restoreCommand() *cli.Command {
 			&cli.BoolFlag{Name: "paused", Usage: "leave the VM paused (resume it with vmm snapshot resume; needs --api-sock)"},
 			&cli.BoolFlag{Name: "track-dirty-pages", Usage: "log guest writes, for Diff snapshots of the restored VM"},
 			&cli.StringSliceFlag{Name: "network-override", Usage: "give the interface IFACE_ID another host TAP, `IFACE_ID=TAP` (repeatable; network_overrides)"},
+			&cli.StringFlag{Name: "vsock-override", Usage: "the vsock device's host socket, `UDS_PATH`, instead of the snapshot's (vsock_override)"},
 			&cli.StringFlag{Name: "api-sock", Usage: "serve the API on `SOCKET`"},
 			&cli.StringFlag{Name: "console", Value: "stdio", Usage: "where the serial console goes, `MODE`: stdio, none, or file=PATH"},
 			&cli.BoolFlag{Name: "allow-emulated", Usage: "run even where KVM has no hardware virtualization (tiny test guests only)"},
@@ -116,6 +117,9 @@ func restore(c *cli.Context) error {
 			ResumeVM:         !c.Bool("paused"),
 			NetworkOverrides: overrides,
 		}}
+	if p := c.String("vsock-override"); p != "" {
+		r.load.VsockOverride = &api.VsockOverride{UDSPath: p}
+	}
 	if code := r.serve(); code != 0 {
 		return cli.Exit("", code)
 	}

@@ -59,6 +59,7 @@ type guest struct {
 	t        *testing.T
 	dev      *vsock.Vsock
 	drv      *virtiotest.Driver
+	mmio     *virtio.MMIO // the transport, for quiesce and save
 	rx, tx   *virtiotest.Queue
 	ev       *virtiotest.Queue
 	rxAddr   map[uint16]memory.GuestAddr
@@ -85,9 +86,9 @@ func newDevice(t *testing.T) (*vsock.Vsock, string) {
 
 func newGuest(t *testing.T, d *vsock.Vsock) *guest {
 	t.Helper()
-	drv, _ := virtiotest.Attach(t, d, 32<<20)
+	drv, mmio := virtiotest.Attach(t, d, 32<<20)
 	require.NoError(t, drv.Init(virtio.TransportFeatures, 0, 0, 0))
-	g := &guest{t: t, dev: d, drv: drv, rx: drv.Queue(0), tx: drv.Queue(1), ev: drv.Queue(2),
+	g := &guest{t: t, dev: d, drv: drv, mmio: mmio, rx: drv.Queue(0), tx: drv.Queue(1), ev: drv.Queue(2),
 		rxAddr: map[uint16]memory.GuestAddr{}, inFlight: map[uint16]memory.GuestAddr{},
 		conns: map[gkey]*gconn{}, listen: map[uint32]func(*gconn){}, evAddr: map[uint16]memory.GuestAddr{},
 		nextPort: 40000}

@@ -92,6 +92,14 @@ func (s *session) run() {
 	v := s.v
 	var chain, ev virtio.Chain
 	held := false // chain holds a receive buffer not yet used
+	defer func() {
+		// A buffer taken for a packet that went away stays the driver's:
+		// given back to the ring, the next session (after a quiesce for
+		// a snapshot) takes it again instead of losing it.
+		if held {
+			s.rxq.Rewind(1)
+		}
+	}()
 	for !s.quit.Load() {
 		v.mu.Lock()
 		eventDue := v.eventDue && s.evq != nil

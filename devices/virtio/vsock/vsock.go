@@ -199,11 +199,16 @@ func (v *Vsock) Reset() {
 
 // TransportReset drops every connection and tells the guest so with a
 // VIRTIO_VSOCK_EVENT_TRANSPORT_RESET on the event queue (§5.10.6.7), as
-// after the host side was replaced; the guest's listeners stay.
+// after the host side was replaced (a snapshot: the VM that goes on and
+// every VM restored from it); the guest's listeners stay. A device whose
+// driver is not running has nobody to tell.
 func (v *Vsock) TransportReset() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.dropAllLocked()
+	if v.active == nil {
+		return
+	}
 	v.eventDue = true
 	v.kickLocked()
 }

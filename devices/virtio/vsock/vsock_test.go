@@ -436,6 +436,85 @@ func TestTransportReset(t *testing.T) {
 	assert.Equal(t, 0, d.Stats().Conns)
 }
 
+// TestSnapshotCycle is what a snapshot does to a running device: quiesce
+// (its connections end), save, unquiesce on the same queues, and a
+// transport reset so the guest drops the connections too. The device then
+// serves new connections as before, so no receive buffer was lost.
+func TestSnapshotCycle(t *testing.T) {
+	d, path := newDevice(t)
+	g := newGuest(t, d)
+	var gc *gconn
+	g.listen[1] = func(c *gconn) { c.toSend = pattern(1<<20, 1); c.shutAfter = false; gc = c }
+	res := make(chan result, 1)
+	go func() {
+		c, _, err := hostDial(path, 1)
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		res <- exchange(c, nil)
+	}()
+	g.run(10*time.Second, func() bool { return gc != nil && gc.established })
+	for i := range 3 {
+		g.mmio.Quiesce()
+		st, err := g.mmio.Save()
+		require.NoError(t, err, "cycle %d", i)
+		assert.Equal(t, uint32(virtio.StatusDriverOK), st.Core.Status&virtio.StatusDriverOK)
+		g.mmio.Unquiesce()
+		d.TransportReset()
+		g.run(10*time.Second, func() bool { return len(g.events) == i+1 })
+	}
+	select {
+	case <-res:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the host stream survived the snapshot")
+	}
+	assert.Equal(t, 0, d.Stats().Conns)
+
+	// A new connection after the cycles moves its data both ways.
+	g.listen[2] = func(c *gconn) { c.toSend = pattern(256<<10, 2); c.shutAfter = true }
+	done := make(chan result, 1)
+	go func() {
+		c, _, err := hostDial(path, 2)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		done <- exchange(c, pattern(256<<10, 3))
+	}()
+	var r result
+	g.run(20*time.Second, func() bool {
+		select {
+		case r = <-done:
+			return true
+		default:
+			return false
+		}
+	})
+	require.NoError(t, r.err)
+}
+
+// A device whose driver is not running takes no event for later.
+func TestTransportResetInactive(t *testing.T) {
+	d, path := newDevice(t)
+	d.TransportReset()
+	g := newGuest(t, d)
+	var gc *gconn
+	g.listen[1] = func(c *gconn) { gc = c }
+	res := make(chan result, 1)
+	go func() {
+		c, _, err := hostDial(path, 1)
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		res <- result{err: c.Close()}
+	}()
+	g.run(10*time.Second, func() bool { return gc != nil && gc.established })
+	require.NoError(t, (<-res).err)
+	assert.Empty(t, g.events, "a reset before the driver came is no event for it")
+}
+
 // TestHostileGuest: packets the device must refuse without breaking.
 func TestHostileGuest(t *testing.T) {
 	d, _ := newDevice(t)
