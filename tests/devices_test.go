@@ -106,6 +106,19 @@ wait $s1
 wait $s2
 cat /tmp/s1234 /tmp/s1235
 `, vsockBigBytes, vsockSmallBytes, vsockConns),
+		// The vsock-snapshot step's guest: two listeners, one connection
+		// each, then it counts (so a restored guest shows it runs).
+		"vsocksnap": `
+for m in vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport; do
+	insmod /lib/modules/extra/$m.ko || echo "@@GUEST insmod-failed module=$m"
+done
+vsockx guest-serve 1234 1 1048576 11 12 > /tmp/s1234 2>&1 &
+vsockx guest-serve 1235 1 1048576 15 16 > /tmp/s1235 2>&1 &
+sleep 1
+echo "@@GUEST vsocksnap=ready"
+i=0
+while [ $i -lt 600 ]; do i=$((i + 1)); echo "counter $i"; sleep 1; done
+`,
 	},
 	script: `
 dd if=/dev/zero of="$WORK/limit.img" bs=1M count=16 2> /dev/null
@@ -238,8 +251,52 @@ metric STEP $(grep -h '_ok=' "$WORK/h5000" "$WORK/h5001" "$WORK/h1234" "$WORK/h1
 rm -f "$WORK/v.sock" "$WORK/v.sock_5000" "$WORK/v.sock_5001"
 `, "STEP", step))
 	}
+	b.WriteString(vsockSnapshotScript)
 	return b.String()
 }
+
+// vsockSnapshotScript is the vsock-snapshot step: a guest whose AF_VSOCK
+// listeners wait on ports 1234 and 1235 is snapshotted through the API
+// (vmm snapshot create) and resumed; the original then serves a host
+// connection on 1235, and a clone restored with --vsock-override (the
+// original still holds the snapshot's socket while it runs) serves one
+// on 1234. Both go through the transport reset the snapshot sends.
+const vsockSnapshotScript = `
+d="$WORK/vsnap"
+mkdir -p "$d"
+cat > "$d/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$GUEST_BZIMAGE", "initrd_path": "$GUEST_INITRD", "boot_args": "$GUEST_CMDLINE vmmtest=vsocksnap"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 256},
+ "vsock": {"guest_cid": 3, "uds_path": "$d/v.sock"}}
+JSON
+echo "@@STEP name=vsock-snapshot begin"
+vstart=$(uptime_ms)
+vrc=0
+"$VMM" firecracker --api-sock "$d/a.sock" --config-file "$d/vm.json" < /dev/null > "$d/a.out" 2> "$d/a.err" &
+vpid=$!
+i=0
+while [ $i -lt 1200 ] && ! grep -q 'vsocksnap=ready' "$d/a.out" 2> /dev/null; do sleep 0.1; i=$((i + 1)); done
+grep -q 'vsocksnap=ready' "$d/a.out" || vrc=10
+"$VMM" snapshot create --api-sock "$d/a.sock" --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" || vrc=11
+timeout 60 "$DATA/vsockx" host-connect "$d/v.sock" 1235 1 1048576 16 15 > "$d/h1235" 2>&1 || vrc=12
+timeout 60 "$VMM" restore --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" < /dev/null > "$d/r.out" 2> "$d/r.err" || true
+kill $vpid; wait $vpid
+"$VMM" restore --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" --vsock-override "$d/c.sock" < /dev/null > "$d/c.out" 2> "$d/c.err" &
+cpid=$!
+i=0
+while [ $i -lt 300 ] && [ ! -S "$d/c.sock" ]; do sleep 0.1; i=$((i + 1)); done
+timeout 60 "$DATA/vsockx" host-connect "$d/c.sock" 1234 1 1048576 12 11 > "$d/h1234" 2>&1 || vrc=13
+kill $cpid; wait $cpid
+echo "--- origin"; cat "$d/a.out" "$d/a.err"
+echo "--- restore while the origin held its socket"; cat "$d/r.err"
+echo "--- clone"; cat "$d/c.out" "$d/c.err"
+for f in h1234 h1235; do sed "s/^/$f| /" "$d/$f"; done
+metric vsock-snapshot $(grep -h '_ok=' "$d/h1234" "$d/h1235") \
+	busy_refused=$(grep -c "$d/v.sock" "$d/r.err") clone_left=$([ -e "$d/c.sock" ] && echo 1 || echo 0)
+rm -rf "$d"
+echo
+echo "@@RESULT name=vsock-snapshot rc=$vrc ms=$(( $(uptime_ms) - vstart )) timedout=0"
+`
 
 func skipUnlessVsock(t *testing.T) {
 	t.Helper()
@@ -416,6 +473,21 @@ func TestVsockRepeatedRuns(t *testing.T) {
 		}
 		t.Logf("metric: %s: 64 MiB host->guest in %s ms, guest->host in %s ms", vsockStep(i), s.Values["host_connect_1234_ms"], s.Values["guest_connect_5000_ms"])
 	}
+}
+
+// A VM with a vsock device is snapshotted: the original goes on and
+// serves a new host connection, and a clone restored on another socket
+// (vsock_override) serves one too, each through the transport reset the
+// snapshot sent; a restore onto the socket the original still holds is
+// refused, naming it.
+func TestVsockSnapshotRestore(t *testing.T) {
+	skipUnlessVsock(t)
+	s := devicesStep(t, "vsock-snapshot")
+	require.Equal(t, 0, s.RC, s.Describe())
+	assert.Equal(t, "1", s.Values["host_connect_1235_ok"], "the original after the snapshot (err %s)\n%s", s.Values["host_connect_1235_err"], s.Describe())
+	assert.Equal(t, "1", s.Values["host_connect_1234_ok"], "the clone (err %s)\n%s", s.Values["host_connect_1234_err"], s.Describe())
+	assert.NotEqual(t, "0", s.Values["busy_refused"], "a restore onto the original's socket names it")
+	assert.Equal(t, "0", s.Values["clone_left"], "the clone removes its socket at exit")
 }
 
 // 32 host-initiated and 32 guest-initiated connections at once all
