@@ -318,7 +318,7 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 		cfg.Initrd = *r.Boot.InitrdPath
 	}
 	for _, d := range r.Drives {
-		cfg.Disks = append(cfg.Disks, machine.Disk{Path: d.PathOnHost, ReadOnly: d.IsReadOnly,
+		cfg.Disks = append(cfg.Disks, machine.Disk{ID: d.DriveID, Path: d.PathOnHost, ReadOnly: d.IsReadOnly,
 			RateLimit: limiterConfig(d.RateLimiter)})
 	}
 	for _, n := range r.NICs {
@@ -344,6 +344,62 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 		cfg.Vsock = &machine.Vsock{GuestCID: uint64(r.Vsock.GuestCID), UDSPath: r.Vsock.UDSPath}
 	}
 	return cfg, nil
+}
+
+// restoredResources is the configuration of a VM loaded from a snapshot,
+// as the API shows and patches it: MachineConfig's mapping backwards, for
+// what the snapshot keeps (no boot source: the kernel is in guest memory
+// already; no root-drive flag or partuuid: they only shaped a command
+// line that has run).
+func restoredResources(cfg machine.Config) *VMResources {
+	r := NewVMResources()
+	r.Machine.VCPUCount = uint8(cfg.CPUs)
+	r.Machine.MemSizeMiB = cfg.Memory >> 20
+	r.Machine.TrackDirtyPages = cfg.TrackDirtyPages
+	for _, d := range cfg.Disks {
+		r.Drives = append(r.Drives, Drive{DriveID: d.ID, PathOnHost: d.Path, IsReadOnly: d.ReadOnly,
+			RateLimiter: rateLimiterOf(d.RateLimit)})
+	}
+	for _, n := range cfg.NICs {
+		nic := NetworkInterface{IfaceID: n.ID, HostDevName: n.TAP,
+			RxRateLimiter: rateLimiterOf(n.RXRateLimit), TxRateLimiter: rateLimiterOf(n.TXRateLimit)}
+		if n.MAC != nil {
+			nic.GuestMAC = n.MAC.String()
+		}
+		r.NICs = append(r.NICs, nic)
+	}
+	if e := cfg.Entropy; e != nil {
+		r.Entropy = &Entropy{RateLimiter: rateLimiterOf(e.RateLimit)}
+	}
+	if b := cfg.Balloon; b != nil {
+		r.Balloon = &Balloon{AmountMiB: b.AmountMiB, DeflateOnOOM: b.DeflateOnOOM,
+			StatsPollingIntervalS: uint64(b.StatsInterval / time.Second)}
+	}
+	if v := cfg.Vsock; v != nil {
+		r.Vsock = &Vsock{GuestCID: uint32(v.GuestCID), UDSPath: v.UDSPath}
+	}
+	return r
+}
+
+// rateLimiterOf is limiterConfig backwards: nil for no limit at all.
+func rateLimiterOf(c ratelimit.Config) *RateLimiter {
+	if c.Unlimited() {
+		return nil
+	}
+	return &RateLimiter{Bandwidth: tokenBucketOf(c.Bandwidth), Ops: tokenBucketOf(c.Ops)}
+}
+
+func tokenBucketOf(b ratelimit.Bucket) *TokenBucket {
+	if b.Unlimited() {
+		return nil
+	}
+	size, refill := b.Size, uint64(b.RefillTime/time.Millisecond)
+	tb := &TokenBucket{Size: &size, RefillTime: &refill}
+	if b.OneTimeBurst != 0 {
+		burst := b.OneTimeBurst
+		tb.OneTimeBurst = &burst
+	}
+	return tb
 }
 
 // rootArgs is what a root drive adds to the command line, as

@@ -101,6 +101,14 @@ func (v *apiVM) fails(method, path, body, want string) {
 	assert.Contains(v.t, f.FaultMessage, want)
 }
 
+// get expects a 200 and returns its body.
+func (v *apiVM) get(path string) string {
+	v.t.Helper()
+	code, body := v.call("GET", path, "")
+	require.Equal(v.t, http.StatusOK, code, "GET %s: %s", path, body)
+	return body
+}
+
 func (v *apiVM) state() string {
 	v.t.Helper()
 	code, body := v.call("GET", "/", "")

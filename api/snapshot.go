@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vmm-dev/vmm/console"
+	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/host"
 	"github.com/vmm-dev/vmm/machine"
 )
@@ -249,6 +250,12 @@ func (c *Controller) loadSnapshot(p SnapshotLoadParams) error {
 		return fault("Failed to load the snapshot: %v%s", err, errText(m.Close()))
 	}
 	c.m, c.started, c.paused = m, true, true
+	// The restored devices, for GET /vm/config and the PATCHes (a
+	// clone's balloon target, its rate limits).
+	c.res = restoredResources(m.Config())
+	if st, err := m.Balloon(); err == nil && c.res.Balloon != nil {
+		c.res.Balloon.AmountMiB = uint64(st.TargetPages) / (1 << 20 / balloon.PageSize)
+	}
 	c.log.Infof("Loaded the snapshot %s", p.SnapshotPath)
 	go c.run(m, in)
 	if p.ResumeVM {

@@ -92,3 +92,36 @@ func TestSnapshotCreateAndLoad(t *testing.T) {
 	x.ok("PUT", "/machine-config", `{"vcpu_count":1,"mem_size_mib":64}`)
 	x.fails("PUT", "/snapshot/load", load, "not allowed after configuring boot-specific resources")
 }
+
+// A loaded VM's devices are the API's again: GET /vm/config shows the
+// drive by its drive_id, and the balloon answers GET and PATCH with the
+// target the snapshot had, as a clone's owner reclaims memory with them.
+func TestLoadedVMResources(t *testing.T) {
+	needKVM(t)
+	dir := t.TempDir()
+	snap, mem := filepath.Join(dir, "vm.snap"), filepath.Join(dir, "vm.mem")
+	disk := filepath.Join(dir, "data.img")
+	require.NoError(t, os.WriteFile(disk, make([]byte, 1<<20), 0o644))
+	v := startServer(t, 0)
+	v.ok("PUT", "/boot-source", fmt.Sprintf(`{"kernel_image_path":%q}`, counterELF(t)))
+	v.ok("PUT", "/machine-config", `{"vcpu_count":1,"mem_size_mib":64}`)
+	v.ok("PUT", "/drives/data", fmt.Sprintf(`{"drive_id":"data","path_on_host":%q,"is_root_device":false,"is_read_only":true,
+		"rate_limiter":{"ops":{"size":100,"refill_time":1000}}}`, disk))
+	v.ok("PUT", "/balloon", `{"amount_mib":8,"deflate_on_oom":false}`)
+	v.ok("PUT", "/actions", `{"action_type":"InstanceStart"}`)
+	v.ok("PATCH", "/balloon", `{"amount_mib":12}`)
+	snapshotWhen(t, v, fmt.Sprintf(`{"snapshot_path":%q,"mem_file_path":%q}`, snap, mem), mem, func(c uint64) bool { return c > 0 })
+
+	w := startServer(t, 0)
+	w.ok("PUT", "/snapshot/load", fmt.Sprintf(`{"snapshot_path":%q,"mem_backend":{"backend_type":"File","backend_path":%q}}`, snap, mem))
+	cfg := w.get("/vm/config")
+	assert.Contains(t, cfg, `"drive_id":"data"`)
+	assert.Contains(t, cfg, `"ops":{"size":100,"refill_time":1000}`)
+	assert.Contains(t, w.get("/balloon"), `"amount_mib":12`)
+	w.ok("PATCH", "/balloon", `{"amount_mib":4}`)
+	assert.Contains(t, w.get("/balloon"), `"amount_mib":4`)
+	w.ok("PATCH", "/drives/data", `{"drive_id":"data","rate_limiter":{"bandwidth":{"size":1000,"refill_time":100}}}`)
+	cfg = w.get("/vm/config")
+	assert.Contains(t, cfg, `"ops":{"size":100,"refill_time":1000}`, "a PATCH of one bucket keeps the other")
+	assert.Contains(t, cfg, `"bandwidth":{"size":1000,"refill_time":100}`)
+}

@@ -64,6 +64,9 @@ const (
 
 // Disk is a virtio-blk device backed by a raw image file.
 type Disk struct {
+	// ID names the disk across a snapshot (the API's drive_id); "" is
+	// fine otherwise.
+	ID       string
 	Path     string
 	ReadOnly bool
 	// RateLimit delays the disk's requests; the zero value limits

@@ -366,6 +366,11 @@ func (m *Machine) phaseTimer() func(name string) {
 	}
 }
 
+// Config returns what the machine was built from; for a restored one,
+// what its snapshot held: the devices with the files and rate limits in
+// force when it was taken.
+func (m *Machine) Config() Config { return m.cfg }
+
 // FirstRun returns when the boot vCPU first entered the guest.
 func (m *Machine) FirstRun() time.Time { return m.vcpus[0].FirstRun() }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/vmm-dev/vmm/bus"
 	"github.com/vmm-dev/vmm/devices/serial"
 	"github.com/vmm-dev/vmm/devices/virtio"
+	"github.com/vmm-dev/vmm/devices/virtio/balloon"
 	"github.com/vmm-dev/vmm/kvm"
 	"github.com/vmm-dev/vmm/memory"
 	"github.com/vmm-dev/vmm/snapshot"
@@ -64,7 +65,16 @@ const (
 	secVCPUs   = "vcpus"
 	secSerial  = "serial"
 	secVirtio  = "virtio-mmio"
+	// secBalloon: the balloon's own state, when the VM has one.
+	secBalloon = "balloon"
 )
+
+// namedState is a section's name and the value it encodes (or, on
+// restore, a pointer to decode it into).
+type namedState struct {
+	name string
+	v    any
+}
 
 // savedMachine is the shape of the VM, which a restore rebuilds before
 // it loads the state into it.
@@ -85,6 +95,9 @@ type savedMachine struct {
 	// are not saved: both the VM that goes on and every restored one get
 	// a transport reset.
 	Vsock *Vsock
+	// Balloon is the balloon's configuration; its target and the
+	// driver's count are in the balloon section.
+	Balloon *Balloon
 	// VMGenID: the VM has a generation ID, which a restore replaces
 	// (devices/vmgenid).
 	VMGenID bool
@@ -138,8 +151,6 @@ func (m *Machine) snapshotBlocker() string {
 	switch {
 	case m.pci != nil:
 		return "the virtio-pci transport (its MSI-X state is not saved yet)"
-	case m.cfg.Balloon != nil:
-		return "the balloon (its statistics buffer is not saved yet)"
 	case len(m.cfg.Shares) > 0:
 		return "shared directories"
 	case len(m.mmioTransports) != len(m.cores):
@@ -242,11 +253,21 @@ func (m *Machine) saveState(version string) (*snapshot.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The devices as they are now: a disk's file and the rate limits may
+	// have changed since boot (PATCH /drives, /network-interfaces).
 	sm := savedMachine{CPUs: m.cfg.CPUs, Memory: m.cfg.Memory, NoACPI: m.cfg.NoACPI,
-		Disks: m.cfg.Disks, Entropy: m.cfg.Entropy, Vsock: m.cfg.Vsock, VMGenID: m.genID != nil}
+		Vsock: m.cfg.Vsock, Balloon: m.cfg.Balloon, VMGenID: m.genID != nil}
+	for i, d := range m.cfg.Disks {
+		d.Path, d.RateLimit = m.disks[i].Path(), m.disks[i].Limiter().Config()
+		sm.Disks = append(sm.Disks, d)
+	}
 	for i, n := range m.cfg.NICs {
 		n.MAC = m.nics[i].MAC() // the generated one, when none was given
+		n.RXRateLimit, n.TXRateLimit = m.nics[i].RXLimiter().Config(), m.nics[i].TXLimiter().Config()
 		sm.NICs = append(sm.NICs, n)
+	}
+	if e := m.cfg.Entropy; e != nil {
+		sm.Entropy = &Entropy{RateLimit: m.entropy.Limiter().Config()}
 	}
 	var transports []virtio.MMIOState
 	for _, t := range m.mmioTransports {
@@ -291,12 +312,13 @@ func (m *Machine) saveState(version string) (*snapshot.File, error) {
 		vcpus = append(vcpus, s)
 	}
 	f := &snapshot.File{Header: hdr}
-	for _, s := range []struct {
-		name string
-		v    any
-	}{
+	sections := []namedState{
 		{secMachine, sm}, {secVM, svm}, {secVCPUs, vcpus}, {secSerial, m.uart.Save()}, {secVirtio, transports},
-	} {
+	}
+	if m.balloon != nil {
+		sections = append(sections, namedState{secBalloon, m.balloon.Save()})
+	}
+	for _, s := range sections {
 		b, err := json.Marshal(s.v)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot: encode %s: %w", s.name, err)
@@ -381,10 +403,7 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 		uart       serial.State
 		transports []virtio.MMIOState
 	)
-	for _, s := range []struct {
-		name string
-		v    any
-	}{
+	for _, s := range []namedState{
 		{secMachine, &sm}, {secVM, &svm}, {secVCPUs, &cpus}, {secSerial, &uart}, {secVirtio, &transports},
 	} {
 		b, ok := f.Section(s.name)
@@ -410,8 +429,18 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var bal balloon.State
+	if sm.Balloon != nil {
+		b, ok := f.Section(secBalloon)
+		if !ok {
+			return nil, fmt.Errorf("%w: a balloon but no %q section", ErrSnapshotState, secBalloon)
+		}
+		if err := json.Unmarshal(b, &bal); err != nil {
+			return nil, fmt.Errorf("%w: section %q: %w", ErrSnapshotState, secBalloon, err)
+		}
+	}
 	m.cfg = Config{Kernel: p.StatePath, CPUs: sm.CPUs, Memory: sm.Memory, NoACPI: sm.NoACPI,
-		Disks: sm.Disks, NICs: nics, Entropy: sm.Entropy, Vsock: vs,
+		Disks: sm.Disks, NICs: nics, Entropy: sm.Entropy, Vsock: vs, Balloon: sm.Balloon,
 		Console: p.Console, Progress: p.Progress, TrackDirtyPages: p.TrackDirtyPages}.withDefaults()
 	if err := m.cfg.validate(maxCPUs); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSnapshotState, err)
@@ -487,6 +516,11 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 	}
 	if err := m.uart.Restore(uart); err != nil {
 		return nil, err
+	}
+	if m.balloon != nil {
+		if err := m.balloon.Restore(bal); err != nil {
+			return nil, err
+		}
 	}
 	// Last: a restored device starts its workers and raises its pending
 	// interrupt into the irqchip restored above.

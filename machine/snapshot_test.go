@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/devices/vmgenid"
 	"github.com/vmm-dev/vmm/internal/testguest"
 	"github.com/vmm-dev/vmm/snapshot"
@@ -209,6 +210,13 @@ func TestSnapshotWithVirtioDevices(t *testing.T) {
 	require.NoError(t, err)
 	done := runAsync(m)
 	require.Eventually(t, func() bool { return counter(t, m) > 10 }, 10*time.Second, time.Millisecond)
+	// What changed at run time is what the snapshot keeps: the disk's
+	// new file (PATCH /drives path_on_host) and its new limit.
+	swapped := filepath.Join(dir, "swapped.img")
+	require.NoError(t, os.WriteFile(swapped, make([]byte, 1<<20), 0o644))
+	require.NoError(t, m.SwapDisk(0, swapped))
+	limit := ratelimit.Config{Ops: ratelimit.Bucket{Size: 100, RefillTime: time.Second}}
+	require.NoError(t, m.SetDiskRateLimit(0, limit))
 	m.Pause()
 	p := SnapshotParams{StatePath: filepath.Join(dir, "vm.snap"), MemPath: filepath.Join(dir, "vm.mem"), VMMVersion: "v"}
 	_, err = m.Snapshot(p)
@@ -222,16 +230,16 @@ func TestSnapshotWithVirtioDevices(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, r.disks, 1)
 	require.NotNil(t, r.entropy)
-	assert.Equal(t, []Disk{{Path: disk, ReadOnly: true}}, r.cfg.Disks)
+	assert.Equal(t, []Disk{{Path: swapped, ReadOnly: true, RateLimit: limit}}, r.Config().Disks)
 	rdone := runAsync(r)
 	r.Resume()
 	require.Eventually(t, func() bool { return counter(t, r) > c1 }, 10*time.Second, time.Millisecond)
 	stop(t, r, rdone)
 
-	require.NoError(t, os.Rename(disk, disk+".moved"))
+	require.NoError(t, os.Rename(swapped, swapped+".moved"))
 	_, err = Restore(RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "v"})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "disk.img")
+	assert.Contains(t, err.Error(), "swapped.img")
 	_, err = Restore(RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "v",
 		NetworkOverrides: map[string]string{"eth0": "tap9"}})
 	assert.ErrorIs(t, err, ErrSnapshotState, "an override for an interface the snapshot lacks")
@@ -360,4 +368,29 @@ func TestPauseResumeRepeatedly(t *testing.T) {
 		m.Resume()
 	}
 	stop(t, m, done)
+}
+
+// A VM with a balloon is snapshotted and restored with its target.
+func TestSnapshotWithBalloon(t *testing.T) {
+	skipWithoutKVM(t)
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "counter.elf")
+	require.NoError(t, os.WriteFile(kernel, testguest.ELF(counterGuest), 0o644))
+	m, err := New(Config{Kernel: kernel, Memory: 64 << 20, Balloon: &Balloon{AmountMiB: 16, StatsInterval: time.Second}})
+	require.NoError(t, err)
+	done := runAsync(m)
+	require.Eventually(t, func() bool { return counter(t, m) > 10 }, 10*time.Second, time.Millisecond)
+	m.balloon.SetTarget(1234)
+	m.Pause()
+	p := SnapshotParams{StatePath: filepath.Join(dir, "vm.snap"), MemPath: filepath.Join(dir, "vm.mem"), VMMVersion: "v"}
+	_, err = m.Snapshot(p)
+	require.NoError(t, err)
+	stop(t, m, done)
+
+	r, err := Restore(RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "v"})
+	require.NoError(t, err)
+	require.NotNil(t, r.balloon)
+	assert.Equal(t, uint32(1234), r.balloon.Target(), "the target set after boot")
+	assert.Equal(t, time.Second, r.balloon.StatsInterval())
+	require.NoError(t, r.Close())
 }

@@ -46,8 +46,9 @@ type CoreState struct {
 func (q *Queue) Rewind(n uint16) { q.nextAvail -= n }
 
 // Quiesce stops a running device's workers once their requests in
-// flight have completed (Device.Reset, which keeps the Core's queues and
-// their positions), so Save sees rings that no worker moves. Unquiesce
+// flight have completed (Device.Reset, or Quiescer.Quiesce; either keeps
+// the Core's queues and their positions), so Save sees rings that no
+// worker moves. Unquiesce
 // starts them again on the same queues.
 func (c *Core) Quiesce() {
 	c.mu.Lock()
@@ -55,7 +56,11 @@ func (c *Core) Quiesce() {
 	if c.closed || !c.running.Load() || c.quiesced {
 		return
 	}
-	c.dev.Reset()
+	if q, ok := c.dev.(Quiescer); ok {
+		q.Quiesce()
+	} else {
+		c.dev.Reset()
+	}
 	c.quiesced = true
 }
 

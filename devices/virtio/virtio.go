@@ -120,6 +120,15 @@ type Device interface {
 	Reset()
 }
 
+// Quiescer is a Device with state that a driver reset clears but a
+// snapshot must keep (the balloon's count of the driver's pages). Core
+// stops it with Quiesce instead of Reset: its workers end as in Reset,
+// buffers it holds go back to their rings, the rest stays; Activate then
+// starts it again on the same queues.
+type Quiescer interface {
+	Quiesce()
+}
+
 // Activation is what a device receives when the driver sets DRIVER_OK.
 type Activation struct {
 	// Memory is guest RAM.

@@ -244,12 +244,24 @@ func (b *Balloon) Activate(act virtio.Activation) error {
 	return nil
 }
 
-// Reset implements virtio.Device.
+// Reset implements virtio.Device: the workers stop, and the driver's
+// count of its pages is forgotten with the driver's state.
 func (b *Balloon) Reset() {
+	b.stop()
+	b.mu.Lock()
+	b.actual = 0
+	b.mu.Unlock()
+}
+
+// Quiesce implements virtio.Quiescer: the workers stop (the statistics
+// buffer the device held goes back to its ring) and the target and the
+// driver's count stay, for a snapshot.
+func (b *Balloon) Quiesce() { b.stop() }
+
+func (b *Balloon) stop() {
 	b.mu.Lock()
 	ws, s := b.workers, b.statsRun
 	b.workers, b.statsRun = nil, nil
-	b.actual = 0
 	b.mu.Unlock()
 	if s != nil {
 		s.stop()
@@ -257,6 +269,37 @@ func (b *Balloon) Reset() {
 	for _, w := range ws {
 		w.Stop()
 	}
+}
+
+// State is what a snapshot keeps of the device beyond its transport's
+// queues: the target, the driver's count and the polling interval.
+type State struct {
+	TargetPages   uint32
+	ActualPages   uint32
+	StatsInterval time.Duration
+}
+
+// Save returns the state; the device is quiesced or was never active.
+func (b *Balloon) Save() State {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return State{TargetPages: b.target, ActualPages: b.actual, StatsInterval: b.interval}
+}
+
+// Restore loads a saved state into a device built with the same Config
+// and not activated yet.
+func (b *Balloon) Restore(s State) error {
+	if (s.StatsInterval > 0) != b.statsOffered || s.StatsInterval < 0 {
+		return fmt.Errorf("%w: balloon: statistics interval %v with statistics %s",
+			virtio.ErrState, s.StatsInterval, map[bool]string{true: "offered", false: "not offered"}[b.statsOffered])
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.workers != nil {
+		return fmt.Errorf("%w: balloon: restore into a running device", virtio.ErrState)
+	}
+	b.target, b.actual, b.interval = s.TargetPages, s.ActualPages, s.StatsInterval
+	return nil
 }
 
 // pages takes a chain of le32 PFNs (§5.5.6.1). Inflated pages go back to
@@ -373,6 +416,10 @@ func (s *statsLoop) run() {
 				continue
 			case <-s.stopc:
 				t.Stop()
+				// The driver's buffer goes back to the ring: a device
+				// started again on the same queues (after a quiesce for
+				// a snapshot, or in a restored VM) takes it anew.
+				s.q.Rewind(1)
 				return
 			}
 			break

@@ -3,6 +3,7 @@ package balloon_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"testing"
 	"time"
 
@@ -143,4 +144,64 @@ func TestStatistics(t *testing.T) {
 	start = time.Now()
 	drv.Reset()
 	assert.Less(t, time.Since(start), time.Second)
+}
+
+// TestSnapshotCycle: a quiesce for a snapshot keeps the target and the
+// driver's count, and gives the statistics buffer the device held back to
+// its ring, so the device started again (the VM that goes on) or a new one
+// restored on the same rings (a clone) takes it anew.
+func TestSnapshotCycle(t *testing.T) {
+	cfg := balloon.Config{TargetPages: 4096, StatsInterval: time.Hour}
+	b := balloon.New(cfg)
+	drv, mmio := virtiotest.Attach(t, b, ram)
+	require.NoError(t, drv.Init(virtio.TransportFeatures|balloon.FeatureStatsVQ, 0, 0, 0))
+	drv.Dev.Write(virtio.RegConfig+4, []byte{0, 0x10, 0, 0}) // actual = 4096
+	q := drv.Queue(balloon.StatsQueue)
+	a, err := drv.Alloc(64, 8)
+	require.NoError(t, err)
+	report := func(free uint64) {
+		require.NoError(t, drv.Mem.WriteAt(stat(balloon.TagMemFree, free), a))
+		_, err := q.Add([]virtiotest.Buf{{Addr: a, Len: 10}})
+		require.NoError(t, err)
+		q.Kick()
+	}
+	report(7)
+	require.Eventually(t, func() bool { return b.Stats().Values[balloon.TagMemFree] == 7 }, 5*time.Second, time.Millisecond)
+
+	// The VM that goes on: the device takes the buffer again and returns
+	// it at its next poll.
+	mmio.Quiesce()
+	mmio.Unquiesce()
+	assert.Equal(t, uint32(4096), b.Actual(), "a quiesce is not a driver reset")
+	require.NoError(t, b.SetStatsInterval(time.Millisecond))
+	_, err = q.WaitUsed(virtiotest.DefaultTimeout)
+	require.NoError(t, err, "the device took the buffer again after its quiesce")
+
+	// A clone: the state saved with the buffer held goes into a new device.
+	require.NoError(t, b.SetStatsInterval(time.Hour))
+	report(8)
+	require.Eventually(t, func() bool { return b.Stats().Values[balloon.TagMemFree] == 8 }, 5*time.Second, time.Millisecond)
+	mmio.Quiesce()
+	st := b.Save()
+	assert.Equal(t, balloon.State{TargetPages: 4096, ActualPages: 4096, StatsInterval: time.Hour}, st)
+	cs, err := mmio.Save()
+	require.NoError(t, err)
+	b2 := balloon.New(cfg)
+	assert.Error(t, b2.Restore(balloon.State{StatsInterval: 0}), "statistics were offered")
+	st.StatsInterval = time.Millisecond
+	require.NoError(t, b2.Restore(st))
+	irq := virtiotest.NewIRQ()
+	m2, err := virtio.NewMMIO(b2, drv.Mem, irq)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if err := errors.Join(m2.Close(), irq.Close()); err != nil {
+			t.Error(err)
+		}
+	})
+	require.NoError(t, m2.Restore(virtio.MMIOState{Core: cs.Core}))
+	assert.Equal(t, uint32(4096), b2.Actual())
+	assert.Equal(t, uint32(4096), b2.Target())
+	_, err = q.WaitUsed(virtiotest.DefaultTimeout)
+	require.NoError(t, err, "the restored device took the buffer from the restored ring")
+	assert.Equal(t, uint64(8), b2.Stats().Values[balloon.TagMemFree])
 }
