@@ -75,6 +75,17 @@ i=0
 while [ $i -lt 60 ] && [ $(( before - $(memtotal) )) -lt 258048 ]; do sleep 1; i=$((i + 1)); done
 echo "@@GUEST balloon_before_kb=$before balloon_after_kb=$(memtotal) balloon_secs=$i"
 `,
+		// The balloon-snapshot step's guest: it prints its MemTotal every
+		// half second, which the balloon lowers and raises.
+		"balloonsnap": `
+insmod /lib/modules/extra/virtio_balloon.ko || echo "@@GUEST insmod-failed module=virtio_balloon"
+i=0
+while [ $i -lt 1200 ]; do
+	i=$((i + 1))
+	echo "memtotal=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo) tick=$i"
+	sleep 0.5
+done
+`,
 		"balloonrss": `
 memtotal() { sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo; }
 insmod /lib/modules/extra/virtio_balloon.ko || echo "@@GUEST insmod-failed module=virtio_balloon"
@@ -125,8 +136,63 @@ dd if=/dev/zero of="$WORK/limit.img" bs=1M count=16 2> /dev/null
 ` + vmmRun("disk-limit", "GUEST_BZIMAGE", guestCmdline+" vmmtest=disklimit", "--disk", `"$WORK/limit.img,bw=1M"`) + `
 ` + vmmRun("entropy", "GUEST_BZIMAGE", guestCmdline+" vmmtest=entropy", "--entropy", "on") + `
 ` + vmmRun("balloon", "GUEST_BZIMAGE", guestCmdline+" vmmtest=balloon", "--memory", "512M", "--balloon", "256") + `
-` + balloonRSSScript + vsockScript(),
+` + balloonRSSScript + balloonSnapshotScript + vsockScript(),
 }
+
+// balloonSnapshotScript is the balloon-snapshot step: a 512 MiB guest
+// inflates its balloon to 128 MiB through the API, is snapshotted, and a
+// clone restored with its own API socket comes back with the balloon
+// still inflated (MemTotal as low) and deflates it when PATCHed to 0.
+const balloonSnapshotScript = `
+d="$WORK/bsnap"
+mkdir -p "$d"
+cat > "$d/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$GUEST_BZIMAGE", "initrd_path": "$GUEST_INITRD", "boot_args": "$GUEST_CMDLINE vmmtest=balloonsnap"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 512},
+ "balloon": {"amount_mib": 0, "deflate_on_oom": false, "stats_polling_interval_s": 1}}
+JSON
+# last_mem FILE: the guest's last MemTotal line, in kB.
+last_mem() { grep -o 'memtotal=[0-9]*' "$1" | tail -n 1 | cut -d= -f2; }
+# mem_until FILE CMP KB: wait up to 60 s for MemTotal CMP (-lt, -gt) KB.
+mem_until() {
+	local i=0 m
+	while [ $i -lt 300 ]; do
+		m=$(last_mem "$1"); [ -n "$m" ] && [ "$m" "$2" "$3" ] && return 0
+		sleep 0.2; i=$((i + 1))
+	done
+	return 1
+}
+echo "@@STEP name=balloon-snapshot begin"
+bstart=$(uptime_ms)
+brc=0
+"$VMM" firecracker --api-sock "$d/a.sock" --config-file "$d/vm.json" < /dev/null > "$d/a.out" 2> "$d/a.err" &
+bpid=$!
+i=0
+while [ $i -lt 1200 ] && [ -z "$(last_mem "$d/a.out")" ]; do sleep 0.1; i=$((i + 1)); done
+full=$(last_mem "$d/a.out")
+"$DATA/fcapi" call "$d/a.sock" PATCH /balloon '{"amount_mib": 128}' || brc=10
+mem_until "$d/a.out" -lt $(( ${full:-0} - 126976 )) || brc=11
+inflated=$(last_mem "$d/a.out")
+"$VMM" snapshot create --api-sock "$d/a.sock" --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" --leave-paused || brc=12
+kill $bpid; wait $bpid
+"$VMM" restore --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" --api-sock "$d/c.sock" < /dev/null > "$d/c.out" 2> "$d/c.err" &
+cpid=$!
+i=0
+while [ $i -lt 300 ] && [ -z "$(last_mem "$d/c.out")" ]; do sleep 0.1; i=$((i + 1)); done
+clone_start=$(last_mem "$d/c.out")
+clone_target=$("$DATA/fcapi" call "$d/c.sock" GET /balloon | tr -d ' \n')
+"$DATA/fcapi" call "$d/c.sock" PATCH /balloon '{"amount_mib": 0}' || brc=13
+mem_until "$d/c.out" -gt $(( ${full:-0} - 4096 )) || brc=14
+clone_deflated=$(last_mem "$d/c.out")
+kill $cpid; wait $cpid
+echo "--- origin"; cat "$d/a.out" "$d/a.err" | tail -n 40
+echo "--- clone"; cat "$d/c.out" "$d/c.err" | tail -n 40
+metric balloon-snapshot memtotal_full_kb=$full memtotal_inflated_kb=$inflated \
+	clone_start_kb=$clone_start clone_deflated_kb=$clone_deflated clone_balloon=$clone_target
+rm -rf "$d"
+echo
+echo "@@RESULT name=balloon-snapshot rc=$brc ms=$(( $(uptime_ms) - bstart )) timedout=0"
+`
 
 // balloonRSSScript is the balloon-rss step's level-1 part: vmm runs in
 // the background under run_vmm while this script watches its console
@@ -441,6 +507,25 @@ func TestBalloonInflateLowersRSS(t *testing.T) {
 	assert.GreaterOrEqual(t, touched-inflated, 200<<10, "VmRSS fell by at least 200 MiB\n%s", s.Describe())
 	assert.InDelta(t, 256<<10, before-down, 4<<10, "MemTotal fell by the balloon\n%s", s.Describe())
 	assert.InDelta(t, before, back, 4<<10, "deflating gave the memory back\n%s", s.Describe())
+}
+
+// A guest with its balloon inflated is snapshotted; the clone comes back
+// with it inflated, says so on GET /balloon, and deflates on a PATCH.
+func TestBalloonSnapshotRestore(t *testing.T) {
+	s := devicesStep(t, "balloon-snapshot")
+	require.Equal(t, 0, s.RC, s.Describe())
+	kb := func(k string) int {
+		v, err := strconv.Atoi(s.Values[k])
+		require.NoError(t, err, "%s\n%s", k, s.Describe())
+		return v
+	}
+	full, inflated, start, deflated := kb("memtotal_full_kb"), kb("memtotal_inflated_kb"), kb("clone_start_kb"), kb("clone_deflated_kb")
+	t.Logf("metric: balloon-snapshot: MemTotal %d -> %d KiB; clone %d -> %d KiB; clone GET /balloon %s",
+		full, inflated, start, deflated, s.Values["clone_balloon"])
+	assert.InDelta(t, 128<<10, full-inflated, 4<<10, "the origin's balloon took 128 MiB")
+	assert.Equal(t, inflated, start, "the clone comes back with the balloon inflated")
+	assert.Contains(t, s.Values["clone_balloon"], `"amount_mib":128`)
+	assert.InDelta(t, full, deflated, 4<<10, "the clone deflates on PATCH")
 }
 
 // 64 MiB each way through a host-initiated and a guest-initiated vsock
