@@ -53,11 +53,12 @@ while [ $i -lt 600 ]; do
 done
 `,
 	},
-	script: snapshotScript + snapdevScript + `
+	script: snapshotScript + snapdevScript + snapdiffScript + `
 snapstep snapshot-1cpu 1
 snapstep snapshot-2cpu 2
 snapstep snapshot-4cpu 4
 snapdevstep snapshot-devices
+snapdiffstep snapshot-diff
 `,
 }
 
@@ -177,6 +178,66 @@ JSON
 	echo "@@RESULT name=$step rc=$rc ms=$(( end - start )) timedout=0"
 }
 `
+
+// snapdiffScript: the counter guest with track_dirty_pages gets a Full
+// snapshot, counts on for a few seconds, then a Diff snapshot; the Diff's
+// pages merged over the Full file (vmm snapshot merge) restore the later
+// count.
+const snapdiffScript = `
+snapdiffstep() {
+	local step=$1 d="$WORK/$1" rc=0
+	mkdir -p "$d"
+	cat > "$d/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$GUEST_BZIMAGE", "initrd_path": "$GUEST_INITRD", "boot_args": "$(guest_cmdline counter) $GUEST_QUIET"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 256, "track_dirty_pages": true}}
+JSON
+	echo "@@STEP name=$step begin"
+	local start=$(uptime_ms)
+	"$VMM" firecracker --api-sock "$d/a.sock" --config-file "$d/vm.json" < /dev/null > "$d/a.out" 2> "$d/a.err" &
+	local pid=$!
+	wait_count "$d/a.out" 3 100 || rc=10
+	"$VMM" snapshot create --api-sock "$d/a.sock" --snapshot-path "$d/full.snap" --mem-file-path "$d/full.mem" || rc=11
+	local full_count=$(last_count "$d/a.out")
+	wait_count "$d/a.out" $(( full_count + 3 )) 20 || rc=12
+	"$VMM" snapshot create --api-sock "$d/a.sock" --snapshot-type Diff --snapshot-path "$d/diff.snap" --mem-file-path "$d/diff.mem" --leave-paused || rc=13
+	local paused=$(last_count "$d/a.out")
+	kill "$pid"; wait "$pid"
+	local full_kb=$(du -k "$d/full.mem" | cut -f1) diff_kb=$(du -k "$d/diff.mem" | cut -f1)
+	"$VMM" snapshot merge "$d/full.mem" "$d/diff.mem" || rc=14
+	"$VMM" restore --snapshot-path "$d/diff.snap" --mem-file-path "$d/full.mem" < /dev/null > "$d/r1.out" 2> "$d/r1.err" &
+	local p1=$!
+	wait_count "$d/r1.out" $(( paused + 3 )) 30 || rc=15
+	kill "$p1"; wait "$p1"
+	echo "--- origin"; cat "$d/a.out"; cat "$d/a.err"
+	echo "--- restored from full + diff"; cat "$d/r1.out"; cat "$d/r1.err"
+	metric "$step" full_count=$full_count paused=$paused full_kb=$full_kb diff_kb=$diff_kb \
+		restored_first=$(first_count "$d/r1.out") restored_last=$(last_count "$d/r1.out")
+	rm -rf "$d"
+	local end=$(uptime_ms)
+	echo
+	echo "@@RESULT name=$step rc=$rc ms=$(( end - start )) timedout=0"
+}
+`
+
+// A Diff snapshot after a few seconds of counting is a small part of the
+// Full one, and the Full file with the Diff merged over it restores the
+// Diff's count, not the Full one's.
+func TestSnapshotDiffRestoresTheLaterState(t *testing.T) {
+	s := snapshotGroup.step(t, "snapshot-diff")
+	require.Equal(t, 0, s.RC, s.Describe())
+	v := map[string]int{}
+	for _, k := range []string{"full_count", "paused", "full_kb", "diff_kb", "restored_first", "restored_last"} {
+		n, err := strconv.Atoi(strings.TrimSpace(s.Values[k]))
+		require.NoError(t, err, "metric %s=%q\n%s", k, s.Values[k], s.Describe())
+		v[k] = n
+	}
+	t.Logf("metric: snapshot-diff: Full %d KiB at count %d, Diff %d KiB at count %d; restored from %d to %d",
+		v["full_kb"], v["full_count"], v["diff_kb"], v["paused"], v["restored_first"], v["restored_last"])
+	assert.Greater(t, v["paused"], v["full_count"], "the Diff is of a later state")
+	assert.Less(t, v["diff_kb"]*4, v["full_kb"], "a Diff after a few seconds is much smaller than the Full snapshot")
+	assert.Equal(t, v["paused"]+1, v["restored_first"], "full plus diff goes on from the Diff's count")
+	assert.Greater(t, v["restored_last"], v["restored_first"])
+}
 
 // A guest with a disk and a NIC, restored onto another TAP. Its first
 // sandbox run restored the disk but not the network (0 of 4 pings): the
