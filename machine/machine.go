@@ -106,6 +106,10 @@ func New(cfg Config) (_ *Machine, err error) {
 		return nil, fmt.Errorf("guest memory: %w", err)
 	}
 	m.onClose(m.mem.Close)
+	if cfg.TrackDirtyPages {
+		// The devices' writes, which KVM's dirty log does not see.
+		m.mem.TrackDirty()
+	}
 
 	// The kernel and initrd load into guest RAM while KVM is set up and
 	// the devices are built: the two need nothing from each other, and

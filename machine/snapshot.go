@@ -177,12 +177,6 @@ func (m *Machine) Snapshot(p SnapshotParams) (SnapshotStats, error) {
 		if !m.cfg.TrackDirtyPages {
 			return st, fmt.Errorf("%w: dirty page tracking is off (track_dirty_pages)", ErrNoDirtyBase)
 		}
-		if len(m.cores) > 0 {
-			// The devices write guest RAM from this process (a disk
-			// read lands in a guest buffer), which KVM's dirty log
-			// never sees.
-			return st, fmt.Errorf("%w: the VM has virtio devices, whose writes to guest memory are not tracked", ErrNoDirtyBase)
-		}
 		if !m.dirtyBase {
 			// KVM logs only the guest's writes; the VMM's own (the
 			// kernel it loaded) are in no log, so a diff is only
@@ -217,14 +211,22 @@ func (m *Machine) Snapshot(p SnapshotParams) (SnapshotStats, error) {
 	for _, r := range m.mem.Regions() {
 		regions = append(regions, r.Host)
 	}
-	// Read (and so clear) the dirty log in both cases: after a Full
-	// snapshot the next Diff holds what changed since this one.
+	// Read (and so clear) the dirty logs in both cases: after a Full
+	// snapshot the next Diff holds what changed since this one. A page
+	// is dirty if KVM saw the guest (or itself) write it, or the VMM's
+	// devices did (memory's own log: buffers and rings they wrote).
 	var dirty [][]uint64
 	if m.cfg.TrackDirtyPages {
+		own := m.mem.TakeDirty()
 		for slot, r := range m.mem.Regions() {
 			bm, err := m.vm.DirtyLog(uint32(slot), uint64(len(r.Host)))
 			if err != nil {
 				return st, fmt.Errorf("snapshot: %w", err)
+			}
+			if slot < len(own) {
+				for i := range min(len(bm), len(own[slot])) {
+					bm[i] |= own[slot][i]
+				}
 			}
 			dirty = append(dirty, bm)
 		}
@@ -460,6 +462,9 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 		return nil, fmt.Errorf("guest memory: %w", err)
 	}
 	m.onClose(m.mem.Close)
+	if p.TrackDirtyPages {
+		m.mem.TrackDirty()
+	}
 	for i, r := range m.mem.Regions() {
 		if i >= len(sm.Regions) || sm.Regions[i] != (savedRegion{uint64(r.Base), uint64(len(r.Host))}) {
 			return nil, fmt.Errorf("%w: guest RAM layout differs from this vmm's for %d bytes", ErrSnapshotState, sm.Memory)

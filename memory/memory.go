@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,6 +63,8 @@ type Memory struct {
 	regions []Region
 	size    uint64
 	mapped  bool // regions were mapped by New and are unmapped by Close
+	// dirty is the VMM's own dirty log, nil until TrackDirty (dirty.go).
+	dirty atomic.Pointer[dirtyLog]
 }
 
 // New maps size bytes of anonymous, lazily backed memory for the guest.
@@ -174,6 +177,7 @@ func (m *Memory) WriteAt(p []byte, addr GuestAddr) error {
 		return err
 	}
 	copy(b, p)
+	m.MarkDirty(addr, uint64(len(p)))
 	return nil
 }
 
@@ -184,6 +188,7 @@ func (m *Memory) Zero(addr GuestAddr, n uint64) error {
 		return err
 	}
 	clear(b)
+	m.MarkDirty(addr, n)
 	return nil
 }
 
@@ -220,6 +225,7 @@ func (m *Memory) PutUint16(addr GuestAddr, v uint16) error {
 		return err
 	}
 	binary.LittleEndian.PutUint16(b, v)
+	m.MarkDirty(addr, 2)
 	return nil
 }
 
@@ -229,6 +235,7 @@ func (m *Memory) PutUint32(addr GuestAddr, v uint32) error {
 		return err
 	}
 	binary.LittleEndian.PutUint32(b, v)
+	m.MarkDirty(addr, 4)
 	return nil
 }
 
@@ -238,6 +245,7 @@ func (m *Memory) PutUint64(addr GuestAddr, v uint64) error {
 		return err
 	}
 	binary.LittleEndian.PutUint64(b, v)
+	m.MarkDirty(addr, 8)
 	return nil
 }
 
@@ -260,6 +268,9 @@ func (m *Memory) Discard(addr GuestAddr, n uint64) error {
 	if err != nil || n == 0 {
 		return err
 	}
+	// The content changes (to zeros, or back to a snapshot file's), so
+	// a Diff must carry these pages.
+	m.MarkDirty(addr, n)
 	if !m.mapped {
 		clear(b)
 		return nil

@@ -86,6 +86,9 @@ func (q *Queue) readChain(head uint16, c *Chain) error {
 			return fmt.Errorf("%w: %w", ErrBufferAddress, err)
 		}
 		if d.flags&DescFlagWrite != 0 {
+			// The device may write all of it: in the VMM's dirty log
+			// from now on (memory.MarkDirty), for Diff snapshots.
+			q.mem.MarkDirty(memory.GuestAddr(d.addr), uint64(d.len))
 			c.Writable = append(c.Writable, buf)
 		} else {
 			if len(c.Writable) != 0 {

@@ -67,6 +67,10 @@ type Queue struct {
 	used  ringmem.Span  // device-written: flags, idx, avail_event
 	elems []byte        // used ring bytes, for the 8-byte used elements
 	state atomic.Uint32 // 1 once broken
+	// usedAt and usedLen place the used ring, for the VMM's dirty log
+	// (memory.MarkDirty): every write the device makes there is marked.
+	usedAt  memory.GuestAddr
+	usedLen uint64
 
 	nextAvail uint16 // next avail ring entry to consume
 	nextUsed  uint16 // used idx after the last Push
@@ -109,6 +113,8 @@ func NewQueue(mem *memory.Memory, cfg QueueConfig, maxSize uint16, features uint
 		avail:    avail,
 		used:     used,
 		elems:    elems,
+		usedAt:   cfg.UsedRing,
+		usedLen:  UsedRingSize(n),
 	}, nil
 }
 
@@ -175,6 +181,7 @@ func (q *Queue) Push(head uint16, n uint32) error {
 	if !q.used.Store16(ringIdx, q.nextUsed) {
 		return q.fail(fmt.Errorf("%w: used idx word keeps changing", ErrUsedRing))
 	}
+	q.mem.MarkDirty(q.usedAt, q.usedLen)
 	return nil
 }
 
@@ -188,8 +195,11 @@ func (q *Queue) EnableNotification() (bool, error) {
 	if q.Broken() {
 		return false, ErrQueueBroken
 	}
-	if q.eventIdx && !q.used.Store16(ringStart+8*uint64(q.size), q.nextAvail) {
-		return false, q.fail(fmt.Errorf("%w: avail_event word keeps changing", ErrUsedRing))
+	if q.eventIdx {
+		if !q.used.Store16(ringStart+8*uint64(q.size), q.nextAvail) {
+			return false, q.fail(fmt.Errorf("%w: avail_event word keeps changing", ErrUsedRing))
+		}
+		q.mem.MarkDirty(q.usedAt, q.usedLen)
 	}
 	// Sequentially consistent atomics order the avail_event store before
 	// this load, the store-load barrier §2.7.13.4 asks of the driver's

@@ -361,3 +361,35 @@ func TestEnableNotification(t *testing.T) {
 	assert.False(t, more)
 	assert.Equal(t, uint16(1), p.q.AvailEvent())
 }
+
+// The queue marks what the device may write in the VMM's dirty log: the
+// writable buffers of each chain it pops and the used ring it pushes to,
+// and nothing the device only reads.
+func TestQueueMarksDeviceWrites(t *testing.T) {
+	p := newQueuePair(t, testQueueLen, allFeatures)
+	p.mem.TrackDirty()
+	readable, writable := p.buf, p.buf+3*memory.PageSize
+	_, err := p.q.Add([]virtiotest.Buf{{Addr: readable, Len: 100}, {Addr: writable, Len: 2 * memory.PageSize, Writable: true}})
+	require.NoError(t, err)
+	p.mem.TakeDirty() // the driver's own writes above
+	var c virtio.Chain
+	ok, err := p.dev.Pop(&c)
+	require.NoError(t, err)
+	require.True(t, ok)
+	pages := func() []uint64 {
+		var out []uint64
+		for i, w := range p.mem.TakeDirty()[0] {
+			for b := range 64 {
+				if w&(1<<b) != 0 {
+					out = append(out, uint64(i*64+b))
+				}
+			}
+		}
+		return out
+	}
+	wp := uint64(writable) / memory.PageSize
+	assert.Equal(t, []uint64{wp, wp + 1}, pages(), "Pop marks the writable buffer only")
+	require.NoError(t, p.dev.Push(c.Head, 10))
+	used := uint64(p.q.Config.UsedRing) / memory.PageSize
+	assert.Equal(t, []uint64{used}, pages(), "Push marks the used ring")
+}
