@@ -127,6 +127,18 @@ func benchAction(c *cli.Context) error {
 		cfg.Snapshot = &results.SnapshotSpec{Clones: c.Int("clones")}
 	}
 	var files []sandbox.File
+	if c.Bool("command") {
+		spec, more, problem, err := commandSpec(ctx, env, kernel, c, log)
+		if err != nil {
+			return err
+		}
+		if problem != "" {
+			rep.Meta["command_9p"] = problem
+			fmt.Fprintln(log, "bench:", problem)
+		}
+		cfg.Command = spec
+		files = append(files, more...)
+	}
 	guestCmdline := c.String("cmdline")
 	for i, name := range c.StringSlice("kernels") {
 		switch name {
@@ -285,6 +297,13 @@ func level1Script(cfg *results.Config, diskMiB int) string {
 	}
 	if diskMiB > 0 {
 		fmt.Fprintf(&b, "dd if=/dev/zero of=\"$WORK/disk.img\" bs=1M count=%d 2>/dev/null || echo \"@@BENCH-FATAL cannot create the disk image\"\n", diskMiB)
+	}
+	if c := cfg.Command; c != nil {
+		// The share: a big file of random bytes, and a tree of empty
+		// files in ShareDirs directories.
+		fmt.Fprintf(&b, `mkdir -p %[1]s/tree && dd if=/dev/urandom of=%[1]s/big bs=1M count=%[2]d 2>/dev/null || echo "@@BENCH-FATAL cannot create the share"
+d=0; while [ $d -lt %[3]d ]; do mkdir %[1]s/tree/$d; f=0; while [ $f -lt %[4]d ]; do : > %[1]s/tree/$d/$f; f=$((f + 1)); done; d=$((d + 1)); done
+`, c.Dir, c.ShareMiB, results.ShareDirs, c.ShareFiles/results.ShareDirs)
 	}
 	b.WriteString("\"$DATA/benchrun\" \"$DATA/bench-config.json\"\n")
 	return b.String()

@@ -62,6 +62,11 @@ func run(configPath string) error {
 		if cfg.Snapshot != nil {
 			r.emit(r.snapshotBench(cfg.Kernels[0], round))
 		}
+		if c := cfg.Command; c != nil && round < c.Rounds {
+			for _, ck := range c.Kernels {
+				r.emit(r.commandBench(ck, round))
+			}
+		}
 		for _, k := range cfg.Kernels {
 			// vmm reports its start-up in every boot run; QEMU's
 			// trace costs a run of its own.
@@ -96,6 +101,13 @@ func loadConfig(path string) (*results.Config, error) {
 	expand(&cfg.Disk)
 	expand(&cfg.Work)
 	expand(&cfg.QEMUDataDir)
+	if c := cfg.Command; c != nil {
+		expand(&c.Dir)
+		for i := range c.Kernels {
+			expand(&c.Kernels[i].BzImage)
+			expand(&c.Kernels[i].Modules)
+		}
+	}
 	for _, d := range []*results.Dynamic{&cfg.QEMU, &cfg.Strace} {
 		expand(&d.Loader)
 		expand(&d.LibDir)
@@ -126,7 +138,8 @@ func (r *runner) emit(s *results.Sample) {
 func brief(s *results.Sample) string {
 	out := ""
 	for _, k := range []string{results.BootConsole, results.StartupSelf, results.StartupStrace, results.RSSOverhead,
-		results.SnapBootTick, results.RestoreRun256, results.RestoreTick256, results.RestoreTick1G, results.ClonesPSS} {
+		results.SnapBootTick, results.RestoreRun256, results.RestoreTick256, results.RestoreTick1G, results.ClonesPSS,
+		results.CmdTrue, results.CmdPlain, results.ShareRead, results.ShareFind} {
 		if v, ok := s.Metrics[k]; ok {
 			out += fmt.Sprintf("%s=%.1f ", k, v)
 		}

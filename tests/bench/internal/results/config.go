@@ -44,6 +44,38 @@ type Config struct {
 	// Snapshot runs the snapshot benchmark each round with the first
 	// kernel; nil: none.
 	Snapshot *SnapshotSpec `json:"snapshot,omitempty"`
+	// Command runs the workflow benchmark; nil: none.
+	Command *CommandSpec `json:"command,omitempty"`
+}
+
+// CommandSpec is the workflow benchmark: for each kernel, `vmm run --
+// true` against a plain boot, and a share with a ShareMiB file and a
+// tree of ShareFiles empty files, which the guest reads and walks.
+type CommandSpec struct {
+	Kernels    []CommandKernel `json:"kernels"`
+	ShareMiB   int             `json:"share_mib"`
+	ShareFiles int             `json:"share_files"`
+	// Dir holds the share (level 1 writes it before the runner starts).
+	Dir string `json:"dir"`
+	// TimeoutSeconds bounds each run.
+	TimeoutSeconds float64 `json:"timeout_seconds"`
+	Rounds         int     `json:"rounds"`
+}
+
+// ShareDirs is how many directories the workflow benchmark's tree
+// spreads its ShareFiles over (files/ShareDirs each).
+const ShareDirs = 100
+
+// CommandKernel is a kernel of the workflow benchmark and how vmm runs it.
+type CommandKernel struct {
+	Name    string `json:"name"`
+	BzImage string `json:"bzimage"`
+	// Modules is the module tree for --modules ("" for a kernel with
+	// its drivers built in).
+	Modules   string `json:"modules,omitempty"`
+	Transport string `json:"transport"`
+	// Proto is the share's protocol: fs (virtio-fs) or 9p.
+	Proto string `json:"proto"`
 }
 
 // SnapshotSpec is the snapshot benchmark: a 256 MiB and a 1 GiB guest,

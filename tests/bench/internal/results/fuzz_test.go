@@ -54,6 +54,9 @@ func FuzzParseRestore(f *testing.F) {
 	f.Add("Rss: 1 kB\nPss: 99999999999999999999999 kB\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		ParseRestore(s)
+		if st, ok := ParseShareTimes(s); ok && (st.Read < 0 || st.Find < 0 || st.Files < 0) {
+			t.Fatalf("negative share times %+v", st)
+		}
 		if rss, pss, err := ParseSmapsRollup(strings.NewReader(s)); err != nil && (rss != 0 || pss != 0) {
 			t.Fatalf("error %v with values %d, %d", err, rss, pss)
 		}

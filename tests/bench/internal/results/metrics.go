@@ -86,6 +86,25 @@ const (
 	// mapped MAP_PRIVATE, so its page-cache pages are shared.
 	ClonesRSS = "clones_rss_mib"
 	ClonesPSS = "clones_pss_mib"
+
+	// The kernel-developer workflow (KindCommand, vmm only), per kernel:
+	// Debian's over virtio-fs, the kvm_guest one over 9p.
+	//
+	// CmdTrue: wall time of `vmm run -k K -- true` (the host's root
+	// shared read-only, the working directory writable); CmdPlain: wall
+	// time of a plain boot of the same kernel to an init that powers off;
+	// CmdOverhead: their difference in the same round.
+	CmdTrue     = "cmd_true_ms"
+	CmdPlain    = "cmd_plain_ms"
+	CmdOverhead = "cmd_overhead_ms"
+	// ShareRead: the guest reads the big file of a --share (cat, timed
+	// with /proc/uptime); ShareReadL1: level 1 reads the same file.
+	ShareRead   = "share_read_mibs"
+	ShareReadL1 = "share_read_l1_mibs"
+	// ShareFind: the guest's find over the share's tree of small files;
+	// ShareFindL1: the same find in level 1.
+	ShareFind   = "share_find_ms"
+	ShareFindL1 = "share_find_l1_ms"
 )
 
 // PortMarker is what the guest's /init writes to port 0x80 first thing.
@@ -132,5 +151,12 @@ var Metrics = []MetricInfo{
 	{RestoreVsBoot, "restore -> tick over fresh boot -> tick (256 MiB)", "x", false},
 	{ClonesRSS, "clones of one snapshot running at once: total RSS", "MiB", false},
 	{ClonesPSS, "clones of one snapshot running at once: total PSS", "MiB", false},
+	{CmdTrue, "vmm run -k K -- true: wall time", "ms", false},
+	{CmdPlain, "plain boot to an init that powers off: wall time", "ms", false},
+	{CmdOverhead, "vmm run -- true minus the plain boot (same round)", "ms", false},
+	{ShareRead, "share: guest reads the big file (virtio-fs, or 9p with kvmguest)", "MiB/s", true},
+	{ShareReadL1, "share: level 1 reads the same file", "MiB/s", true},
+	{ShareFind, "share: guest find over the tree of small files", "ms", false},
+	{ShareFindL1, "share: level 1's find over the same tree", "ms", false},
 	{Total, "whole run: fork -> exit", "s", false},
 }

@@ -73,3 +73,44 @@ func ParseSmapsRollup(r io.Reader) (rssKiB, pssKiB uint64, err error) {
 	}
 	return rssKiB, pssKiB, nil
 }
+
+// ShareTimes is the guest's report of the share benchmark: /proc/uptime
+// before and after its read of the big file and its find over the tree,
+// and how many names find printed.
+type ShareTimes struct {
+	Read, Find time.Duration
+	Files      int
+}
+
+// SharePrefix starts the guest's report line:
+// "@@SHARE t0=U t1=U t2=U files=N" (U: /proc/uptime's first field).
+const SharePrefix = "@@SHARE "
+
+// ParseShareTimes reads a report line; ok is false for a line that is
+// not one or does not add up (a clock that went backwards).
+func ParseShareTimes(line string) (ShareTimes, bool) {
+	rest, found := strings.CutPrefix(line, SharePrefix)
+	if !found {
+		return ShareTimes{}, false
+	}
+	kv := map[string]string{}
+	for _, f := range strings.Fields(rest) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			kv[k] = v
+		}
+	}
+	var t [3]float64
+	for i, k := range []string{"t0", "t1", "t2"} {
+		v, err := strconv.ParseFloat(kv[k], 64)
+		if err != nil || !(v >= 0 && v <= 1e9) || (i > 0 && v < t[i-1]) {
+			return ShareTimes{}, false
+		}
+		t[i] = v
+	}
+	n, err := strconv.Atoi(kv["files"])
+	if err != nil || n < 0 {
+		return ShareTimes{}, false
+	}
+	sec := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+	return ShareTimes{Read: sec(t[1] - t[0]), Find: sec(t[2] - t[1]), Files: n}, true
+}

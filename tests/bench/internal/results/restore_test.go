@@ -32,3 +32,13 @@ Pss_Anon:           4000 kB
 	_, _, err = ParseSmapsRollup(strings.NewReader("Rss: x kB\nPss: 1 kB\n"))
 	assert.Error(t, err)
 }
+
+func TestParseShareTimes(t *testing.T) {
+	st, ok := ParseShareTimes("@@SHARE t0=10.50 t1=12.75 t2=13.00 files=20101")
+	require.True(t, ok)
+	assert.Equal(t, ShareTimes{Read: 2250 * time.Millisecond, Find: 250 * time.Millisecond, Files: 20101}, st)
+	for _, bad := range []string{"@@SHARE t0=2 t1=1 t2=3 files=1", "@@SHARE t0=1 t1=2 files=1", "@@SHARE t0=1 t1=2 t2=3 files=x", "other", "@@SHARE t0=-1 t1=2 t2=3 files=1", "@@SHARE t0=NaN t1=2 t2=3 files=1"} {
+		_, ok := ParseShareTimes(bad)
+		assert.False(t, ok, bad)
+	}
+}

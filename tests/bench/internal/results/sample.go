@@ -41,6 +41,10 @@ const (
 	// snapshots it, and restores it in new processes (one, then many at
 	// once).
 	KindSnapshot = "snapshot"
+	// KindCommand runs the kernel-developer workflow: vmm run -- CMD
+	// against a plain boot, and a shared directory read and walked from
+	// the guest against the same in level 1.
+	KindCommand = "command"
 )
 
 // Sample is one run of one VMM.
