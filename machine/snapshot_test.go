@@ -47,6 +47,22 @@ func genID(t *testing.T, m *Machine) vmgenid.ID {
 	return id
 }
 
+// startCounter builds cfg with the counting guest as its kernel, runs it
+// and waits for it to count; it returns the machine, Run's result and
+// the test's directory.
+func startCounter(t *testing.T, cfg Config) (*Machine, chan error, string) {
+	t.Helper()
+	skipWithoutKVM(t)
+	dir := t.TempDir()
+	cfg.Kernel = filepath.Join(dir, "counter.elf")
+	require.NoError(t, os.WriteFile(cfg.Kernel, testguest.ELF(counterGuest), 0o644))
+	m, err := New(cfg)
+	require.NoError(t, err)
+	done := runAsync(m)
+	require.Eventually(t, func() bool { return counter(t, m) > 10 }, 10*time.Second, time.Millisecond)
+	return m, done, dir
+}
+
 // runAsync runs m and returns a channel with Run's error.
 func runAsync(m *Machine) chan error {
 	done := make(chan error, 1)
@@ -271,18 +287,11 @@ func TestSnapshotWithVirtioDevices(t *testing.T) {
 // listens on the snapshot's socket, or on its vsock_override while
 // another VM holds that one.
 func TestSnapshotWithVsock(t *testing.T) {
-	skipWithoutKVM(t)
-	dir := t.TempDir()
-	kernel := filepath.Join(dir, "counter.elf")
-	require.NoError(t, os.WriteFile(kernel, testguest.ELF(counterGuest), 0o644))
-	sock := filepath.Join(dir, "v.sock")
-	m, err := New(Config{Kernel: kernel, Memory: 64 << 20, Vsock: &Vsock{GuestCID: 7, UDSPath: sock}})
-	require.NoError(t, err)
-	done := runAsync(m)
-	require.Eventually(t, func() bool { return counter(t, m) > 10 }, 10*time.Second, time.Millisecond)
+	sock := filepath.Join(t.TempDir(), "v.sock")
+	m, done, dir := startCounter(t, Config{Memory: 64 << 20, Vsock: &Vsock{GuestCID: 7, UDSPath: sock}})
 	m.Pause()
 	p := SnapshotParams{StatePath: filepath.Join(dir, "vm.snap"), MemPath: filepath.Join(dir, "vm.mem"), VMMVersion: "v"}
-	_, err = m.Snapshot(p)
+	_, err := m.Snapshot(p)
 	require.NoError(t, err)
 	m.Resume()
 	c1 := counter(t, m)
@@ -391,18 +400,11 @@ func TestPauseResumeRepeatedly(t *testing.T) {
 
 // A VM with a balloon is snapshotted and restored with its target.
 func TestSnapshotWithBalloon(t *testing.T) {
-	skipWithoutKVM(t)
-	dir := t.TempDir()
-	kernel := filepath.Join(dir, "counter.elf")
-	require.NoError(t, os.WriteFile(kernel, testguest.ELF(counterGuest), 0o644))
-	m, err := New(Config{Kernel: kernel, Memory: 64 << 20, Balloon: &Balloon{AmountMiB: 16, StatsInterval: time.Second}})
-	require.NoError(t, err)
-	done := runAsync(m)
-	require.Eventually(t, func() bool { return counter(t, m) > 10 }, 10*time.Second, time.Millisecond)
+	m, done, dir := startCounter(t, Config{Memory: 64 << 20, Balloon: &Balloon{AmountMiB: 16, StatsInterval: time.Second}})
 	m.balloon.SetTarget(1234)
 	m.Pause()
 	p := SnapshotParams{StatePath: filepath.Join(dir, "vm.snap"), MemPath: filepath.Join(dir, "vm.mem"), VMMVersion: "v"}
-	_, err = m.Snapshot(p)
+	_, err := m.Snapshot(p)
 	require.NoError(t, err)
 	stop(t, m, done)
 

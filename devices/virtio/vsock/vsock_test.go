@@ -410,14 +410,15 @@ func TestResetMidTransfer(t *testing.T) {
 	assert.Equal(t, sha256.Sum256([]byte("after reset")), [32]byte(gc.recv.Sum(nil)))
 }
 
-func TestTransportReset(t *testing.T) {
-	d, path := newDevice(t)
-	g := newGuest(t, d)
+// streamFromGuest has a host program connect to port and the guest's
+// listener there send it 1 MiB and keep the stream open; it returns once
+// the guest's side is established, with the host's result to come.
+func (g *guest) streamFromGuest(path string, port uint32) chan result {
 	var gc *gconn
-	g.listen[1] = func(c *gconn) { c.toSend = pattern(1<<20, 1); c.shutAfter = false; gc = c }
+	g.listen[port] = func(c *gconn) { c.toSend = pattern(1<<20, 1); c.shutAfter = false; gc = c }
 	res := make(chan result, 1)
 	go func() {
-		c, _, err := hostDial(path, 1)
+		c, _, err := hostDial(path, port)
 		if err != nil {
 			res <- result{err: err}
 			return
@@ -425,6 +426,13 @@ func TestTransportReset(t *testing.T) {
 		res <- exchange(c, nil)
 	}()
 	g.run(10*time.Second, func() bool { return gc != nil && gc.established })
+	return res
+}
+
+func TestTransportReset(t *testing.T) {
+	d, path := newDevice(t)
+	g := newGuest(t, d)
+	res := g.streamFromGuest(path, 1)
 	d.TransportReset()
 	g.run(10*time.Second, func() bool { return len(g.events) == 1 })
 	assert.Equal(t, uint32(vsock.EventTransportReset), g.events[0])
@@ -443,18 +451,7 @@ func TestTransportReset(t *testing.T) {
 func TestSnapshotCycle(t *testing.T) {
 	d, path := newDevice(t)
 	g := newGuest(t, d)
-	var gc *gconn
-	g.listen[1] = func(c *gconn) { c.toSend = pattern(1<<20, 1); c.shutAfter = false; gc = c }
-	res := make(chan result, 1)
-	go func() {
-		c, _, err := hostDial(path, 1)
-		if err != nil {
-			res <- result{err: err}
-			return
-		}
-		res <- exchange(c, nil)
-	}()
-	g.run(10*time.Second, func() bool { return gc != nil && gc.established })
+	res := g.streamFromGuest(path, 1)
 	for i := range 3 {
 		g.mmio.Quiesce()
 		st, err := g.mmio.Save()

@@ -65,25 +65,14 @@ func (r *runner) apiBoot(k results.KernelSpec, round int) *results.Sample {
 		s.Error = fmt.Sprintf("InstanceStart: HTTP %d %s %v", code, body, err)
 		return s
 	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	for {
-		select {
-		case l, ok := <-p.lines:
-			if !ok {
-				s.Error = "the VMM's console closed before the guest's init line"
-				return s
-			}
-			if !l.partial && strings.HasPrefix(l.text, markInit) {
-				s.SetMetric(results.APIStartToInit, ms(l.at-started.Sub(p.fork)))
-				s.SetMetric(results.APIBootConsole, ms(l.at))
-				return s
-			}
-		case <-timer.C:
-			s.Error = fmt.Sprintf("no init line within %v", timeout)
-			return s
-		}
+	at, err := waitLine(p, markInit, deadline)
+	if err != nil {
+		s.Error = err.Error()
+		return s
 	}
+	s.SetMetric(results.APIStartToInit, ms(at-started.Sub(p.fork)))
+	s.SetMetric(results.APIBootConsole, ms(at))
+	return s
 }
 
 // waitAPI polls GET / until the socket answers 200 or the deadline passes.
