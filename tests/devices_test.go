@@ -162,6 +162,17 @@ mem_until() {
 	done
 	return 1
 }
+# mem_stable FILE: wait (up to 30 s) until MemTotal stays the same for
+# 2 s: the driver inflates in steps, and the last ones come after the
+# threshold above.
+mem_stable() {
+	local i=0 prev= m
+	while [ $i -lt 15 ]; do
+		m=$(last_mem "$1"); [ -n "$m" ] && [ "$m" = "$prev" ] && return 0
+		prev=$m; sleep 2; i=$((i + 1))
+	done
+	return 1
+}
 echo "@@STEP name=balloon-snapshot begin"
 bstart=$(uptime_ms)
 brc=0
@@ -172,6 +183,7 @@ while [ $i -lt 1200 ] && [ -z "$(last_mem "$d/a.out")" ]; do sleep 0.1; i=$((i +
 full=$(last_mem "$d/a.out")
 "$DATA/fcapi" call "$d/a.sock" PATCH /balloon '{"amount_mib": 128}' || brc=10
 mem_until "$d/a.out" -lt $(( ${full:-0} - 126976 )) || brc=11
+mem_stable "$d/a.out"
 inflated=$(last_mem "$d/a.out")
 "$VMM" snapshot create --api-sock "$d/a.sock" --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" --leave-paused || brc=12
 kill $bpid; wait $bpid
