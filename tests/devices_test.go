@@ -535,7 +535,7 @@ func TestBalloonSnapshotRestore(t *testing.T) {
 	t.Logf("metric: balloon-snapshot: MemTotal %d -> %d KiB; clone %d -> %d KiB; clone GET /balloon %s",
 		full, inflated, start, deflated, s.Values["clone_balloon"])
 	assert.InDelta(t, 128<<10, full-inflated, 4<<10, "the origin's balloon took 128 MiB")
-	assert.Equal(t, inflated, start, "the clone comes back with the balloon inflated")
+	assert.InDelta(t, inflated, start, 1024, "the clone comes back with the balloon inflated as far as it was")
 	assert.Contains(t, s.Values["clone_balloon"], `"amount_mib":128`)
 	assert.InDelta(t, full, deflated, 4<<10, "the clone deflates on PATCH")
 }
