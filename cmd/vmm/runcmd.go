@@ -351,6 +351,36 @@ func (t *tailBuffer) lastLines(n int) []string {
 	return lines[max(0, len(lines)-n):]
 }
 
+// initNeeds are the kernel options the guest's init, this very binary (a
+// Go program), cannot start without, each with what Go's runtime prints
+// on the console when the kernel lacks it. Distribution kernels and `make
+// defconfig kvm_guest.config` have them; `make tinyconfig` does not.
+var initNeeds = []struct{ marker, option string }{
+	{"runtime: epollcreate failed", "CONFIG_EPOLL"},
+	{"runtime: eventfd failed", "CONFIG_EVENTFD"},
+	{"futexwakeup addr=", "CONFIG_FUTEX"},
+}
+
+// initFailure explains a guest init that died in Go's runtime before it
+// could report anything, from the kernel's console; "" when the console
+// shows no such failure.
+func (t *tailBuffer) initFailure() string {
+	t.mu.Lock()
+	s := string(t.b)
+	t.mu.Unlock()
+	var missing []string
+	for _, n := range initNeeds {
+		if strings.Contains(s, n.marker) {
+			missing = append(missing, n.option)
+		}
+	}
+	if len(missing) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the guest's init (vmm itself, a Go program) could not start: the kernel lacks %s; "+
+		"build it with that enabled (make defconfig kvm_guest.config has it)", strings.Join(missing, " and "))
+}
+
 // statusWatch follows the guest's status port.
 type statusWatch struct {
 	mu       sync.Mutex
@@ -587,6 +617,9 @@ func runCommandVM(c *cli.Context) (int, error) {
 		// vmm's own statuses explain themselves with the kernel's last
 		// words.
 		fmt.Fprintf(os.Stderr, "vmm: %s (exit status %d)\n", reason, code)
+		if why := tail.initFailure(); why != "" && o.final == nil {
+			fmt.Fprintf(os.Stderr, "vmm: %s\n", why)
+		}
 		if o.signal == 0 {
 			lines := tail.lastLines(kernelLogLines)
 			if len(lines) > 0 {

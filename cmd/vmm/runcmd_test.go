@@ -147,3 +147,15 @@ func TestInitramfsArchive(t *testing.T) {
 	_, err = initramfsArchive(nil, gc, nil, []string{extra + ":relative"})
 	assert.ErrorIs(t, err, errBadFlag)
 }
+
+// A guest kernel without epoll kills the guest's init in Go's runtime,
+// before it can say anything: the console says why, and vmm names the
+// option.
+func TestInitFailure(t *testing.T) {
+	tb := &tailBuffer{max: 1 << 10}
+	_, _ = tb.Write([]byte("[    1.2] Run /init as init process\nruntime: epollcreate failed with 38\nfatal error: runtime: netpollinit failed\n"))
+	why := tb.initFailure()
+	assert.Contains(t, why, "CONFIG_EPOLL")
+	assert.NotContains(t, why, "CONFIG_EVENTFD")
+	assert.Empty(t, (&tailBuffer{max: 64}).initFailure(), "nothing to explain")
+}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -63,4 +65,12 @@ func TestGuestOptionsReplaceInit(t *testing.T) {
 	assert.True(t, names["/init"] && names["/bench-init.sh"] && names["/bin/benchguest"])
 	assert.Contains(t, guestInitScript, "@@BENCH idle")
 	assert.Contains(t, guestInitScript, "@@BENCH done")
+}
+
+func TestMissingOptions(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config")
+	require.NoError(t, os.WriteFile(cfg, []byte("CONFIG_EPOLL=y\n# CONFIG_EVENTFD is not set\nCONFIG_OVERLAY_FS=m\n"), 0o644))
+	assert.Equal(t, []string{"CONFIG_EVENTFD", "CONFIG_OVERLAY_FS"}, missingOptions(cfg, commandOptions))
+	assert.Equal(t, commandOptions, missingOptions(filepath.Join(dir, "none"), commandOptions))
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -52,8 +54,41 @@ func commandSpec(ctx context.Context, env *environment, k *sandbox.KernelFiles, 
 	if err != nil {
 		return spec, files, fmt.Sprintf("the workflow over 9p left out: no kvm_guest kernel (%v)", err), nil
 	}
+	// The suite's kvm_guest kernel is tinyconfig-based: it may lack what
+	// the guest's init (vmm, a Go program) and its host root need, which
+	// a defconfig build has.
+	if lacks := missingOptions(filepath.Join(filepath.Dir(bz), "config"), commandOptions); len(lacks) > 0 {
+		return spec, files, fmt.Sprintf("the workflow over 9p left out: the kvm_guest kernel %s lacks %v", bz, lacks), nil
+	}
 	files = append(files, sandbox.File{Name: "cmd-kvmguest-bzImage", HostPath: bz})
 	spec.Kernels = append(spec.Kernels, results.CommandKernel{Name: "kvmguest", BzImage: "$DATA/cmd-kvmguest-bzImage",
 		Transport: "pci", Proto: "9p"})
 	return spec, files, "", nil
+}
+
+// commandOptions are the kernel options `vmm run -- CMD` needs beyond
+// the drivers: epoll and eventfd for Go's runtime in the guest's init,
+// overlayfs for the writable layer over the host's root.
+var commandOptions = []string{"CONFIG_EPOLL", "CONFIG_EVENTFD", "CONFIG_OVERLAY_FS"}
+
+// missingOptions returns the options that the .config at path does not
+// set to y; all of them when it cannot be read.
+func missingOptions(path string, options []string) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return options
+	}
+	set := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if name, ok := strings.CutSuffix(strings.TrimSpace(line), "=y"); ok {
+			set[name] = true
+		}
+	}
+	var missing []string
+	for _, o := range options {
+		if !set[o] {
+			missing = append(missing, o)
+		}
+	}
+	return missing
 }
