@@ -56,6 +56,13 @@ type Tree struct {
 	builtin map[string]bool
 }
 
+// Has reports whether the kernel has module name: as a module file in
+// the tree, or built in (modules.builtin).
+func (t *Tree) Has(name string) bool {
+	_, file := t.paths[name]
+	return file || t.builtin[name]
+}
+
 // OpenTree indexes dir. With a modules.dep (written by depmod) the
 // dependencies come from it. Without one, as in Debian's kernel packages
 // before depmod ran, they come from the modules themselves: each

@@ -139,8 +139,10 @@ func findKernel(flag string) (kernel, tree string, err error) {
 	return "", "", fmt.Errorf("%w: no --kernel given, and %s is not inside a kernel build tree with arch/x86/boot/bzImage", errBadFlag, wd)
 }
 
-// selectModules picks the module tree and the modules to load.
-func selectModules(kernel, tree, dir string) ([]initramfs.Module, error) {
+// selectModules picks the module tree and the modules to load, and
+// reports whether the kernel has virtio-mmio (as a module or built in)
+// as far as the tree tells: without a tree, nothing says it has.
+func selectModules(kernel, tree, dir string) (mods []initramfs.Module, hasMMIO bool, err error) {
 	rel, relErr := initramfs.KernelRelease(kernel)
 	switch {
 	case dir != "":
@@ -149,26 +151,56 @@ func selectModules(kernel, tree, dir string) ([]initramfs.Module, error) {
 		}
 		d, err := initramfs.FindModuleDir(dir, rel)
 		if err != nil {
-			return nil, fmt.Errorf("--modules: %w", err)
+			return nil, false, fmt.Errorf("--modules: %w", err)
 		}
 		dir = d
 	case tree != "":
 		dir = tree
 	default:
 		if relErr != nil {
-			return nil, nil // a kernel without a release string: built-in drivers or nothing
+			return nil, false, nil // a kernel without a release string: built-in drivers or nothing
 		}
 		dir = filepath.Join("/lib/modules", rel)
 		if _, err := os.Stat(dir); err != nil {
-			return nil, nil // nothing to load: the drivers must be built in
+			return nil, false, nil // nothing to load: the drivers must be built in
 		}
 	}
 	t, err := initramfs.OpenTree(dir)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	mods, _ := t.Resolve(wantedModules)
-	return mods, nil
+	mods, _ = t.Resolve(wantedModules)
+	hasMMIO = t.Has("virtio_mmio") || (tree != "" && kconfigHas(filepath.Join(tree, ".config"), "CONFIG_VIRTIO_MMIO"))
+	return mods, hasMMIO, nil
+}
+
+// kconfigHas reports whether the .config at path sets option to y or m.
+func kconfigHas(path, option string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, option+"="); ok && (v == "y" || v == "m") {
+			return true
+		}
+	}
+	return false
+}
+
+// commandTransport is a command run's virtio transport: the one asked
+// for; else virtio-mmio when the kernel has it (Debian's does, as a
+// module), and virtio-pci otherwise, as for the kernels `make defconfig
+// kvm_guest.config` builds, which have virtio-pci and no virtio-mmio
+// (virtio-pci needs ACPI: with --no-acpi it stays virtio-mmio).
+func commandTransport(asked bool, flag machine.Transport, noACPI, hasMMIO bool) machine.Transport {
+	switch {
+	case asked:
+		return flag
+	case hasMMIO || noACPI:
+		return machine.TransportMMIO
+	}
+	return machine.TransportPCI
 }
 
 // buildInitramfs writes the guest's initramfs into a memory file and
@@ -496,10 +528,11 @@ func runCommandVM(c *cli.Context) (int, error) {
 		}
 	}
 
-	mods, err := selectModules(kernel, tree, c.String("modules"))
+	mods, hasMMIO, err := selectModules(kernel, tree, c.String("modules"))
 	if err != nil {
 		return statusVMMError, err
 	}
+	cfg.Transport = commandTransport(c.IsSet("transport"), cfg.Transport, cfg.NoACPI, hasMMIO)
 	initrd, err := buildInitramfs(gc, mods, c.StringSlice("add"))
 	if err != nil {
 		return statusVMMError, err

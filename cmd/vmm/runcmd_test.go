@@ -159,3 +159,42 @@ func TestInitFailure(t *testing.T) {
 	assert.NotContains(t, why, "CONFIG_EVENTFD")
 	assert.Empty(t, (&tailBuffer{max: 64}).initFailure(), "nothing to explain")
 }
+
+// A command run takes virtio-mmio where the kernel has it and virtio-pci
+// where it does not (a defconfig kvm_guest.config kernel), unless told.
+func TestCommandTransport(t *testing.T) {
+	pci, mmio := machine.TransportPCI, machine.TransportMMIO
+	assert.Equal(t, mmio, commandTransport(false, mmio, false, true), "Debian's kernel: virtio_mmio.ko")
+	assert.Equal(t, pci, commandTransport(false, mmio, false, false), "no virtio-mmio anywhere")
+	assert.Equal(t, mmio, commandTransport(false, mmio, true, false), "--no-acpi: PCI cannot be described")
+	assert.Equal(t, mmio, commandTransport(true, mmio, false, false), "--transport mmio is the user's choice")
+	assert.Equal(t, pci, commandTransport(true, pci, false, true))
+}
+
+// Where the module tree or the build tree says so, the kernel has
+// virtio-mmio: a module file, modules.builtin, or the tree's .config.
+func TestSelectModulesFindsMMIO(t *testing.T) {
+	kernel := filepath.Join(t.TempDir(), "bzImage") // no release string: --modules decides
+	require.NoError(t, os.WriteFile(kernel, []byte("not a kernel"), 0o644))
+	for name, files := range map[string]map[string]string{
+		"module":  {"kernel/drivers/virtio/virtio_mmio.ko": "", "modules.dep": "kernel/drivers/virtio/virtio_mmio.ko:\n"},
+		"builtin": {"modules.builtin": "kernel/drivers/virtio/virtio_mmio.ko\n", "modules.dep": ""},
+		"none":    {"modules.builtin": "kernel/drivers/virtio/virtio_pci.ko\n", "modules.dep": ""},
+	} {
+		dir := t.TempDir()
+		for rel, content := range files {
+			require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, rel)), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, rel), []byte(content), 0o644))
+		}
+		_, has, err := selectModules(kernel, "", dir)
+		require.NoError(t, err, name)
+		assert.Equal(t, name != "none", has, name)
+	}
+	tree := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(tree, ".config"), []byte("CONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_MMIO=y\n"), 0o644))
+	_, has, err := selectModules(kernel, tree, "")
+	require.NoError(t, err)
+	assert.True(t, has, "a build tree's .config")
+	assert.True(t, kconfigHas(filepath.Join(tree, ".config"), "CONFIG_VIRTIO_PCI"))
+	assert.False(t, kconfigHas(filepath.Join(tree, ".config"), "CONFIG_VIRTIO_BLK"))
+}
