@@ -540,9 +540,8 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 		m.vsock.TransportReset()
 	}
 	// A restored VM may be one of many copies: a new generation ID, and
-	// the GED's interrupt to tell the guest. The write is the VMM's, so
-	// KVM's dirty log never has it; a Diff of this VM leaves the old ID
-	// in its page, which does not matter, as every restore replaces it.
+	// the GED's interrupt to tell the guest (the write is in memory's
+	// own dirty log, so a Diff of this VM carries the new ID).
 	if sm.VMGenID {
 		if m.genID == nil {
 			return nil, fmt.Errorf("%w: a VM generation ID without ACPI", ErrSnapshotState)
