@@ -201,9 +201,10 @@ echo "--- origin"; cat "$d/a.out" "$d/a.err" | tail -n 40
 echo "--- clone"; cat "$d/c.out" "$d/c.err" | tail -n 40
 metric balloon-snapshot memtotal_full_kb=$full memtotal_inflated_kb=$inflated \
 	clone_start_kb=$clone_start clone_deflated_kb=$clone_deflated clone_balloon=$clone_target
-rm -rf "$d"
 echo
 echo "@@RESULT name=balloon-snapshot rc=$brc ms=$(( $(uptime_ms) - bstart )) timedout=0"
+[ $brc -eq 0 ] || vmm_error balloon-snapshot "$d/a.err" "$d/c.err"
+rm -rf "$d"
 `
 
 // balloonRSSScript is the balloon-rss step's level-1 part: vmm runs in
@@ -371,9 +372,10 @@ echo "--- clone"; cat "$d/c.out" "$d/c.err"
 for f in h1234 h1235; do sed "s/^/$f| /" "$d/$f"; done
 metric vsock-snapshot $(grep -h '_ok=' "$d/h1234" "$d/h1235") \
 	busy_refused=$(grep -c "$d/v.sock" "$d/r.err") clone_left=$([ -e "$d/c.sock" ] && echo 1 || echo 0)
-rm -rf "$d"
 echo
 echo "@@RESULT name=vsock-snapshot rc=$vrc ms=$(( $(uptime_ms) - vstart )) timedout=0"
+[ $vrc -eq 0 ] || vmm_error vsock-snapshot "$d/a.err" "$d/c.err"
+rm -rf "$d"
 `
 
 func skipUnlessVsock(t *testing.T) {

@@ -133,6 +133,7 @@ JSON
 	local end=$(uptime_ms)
 	echo
 	echo "@@RESULT name=$step rc=$rc ms=$(( end - start )) timedout=0"
+	[ $rc -eq 0 ] || vmm_error "$step" "$d/a.err" "$d/r1.err" "$d/r2.err"
 }
 `
 
@@ -190,6 +191,7 @@ JSON
 	local end=$(uptime_ms)
 	echo
 	echo "@@RESULT name=$step rc=$rc ms=$(( end - start )) timedout=0"
+	[ $rc -eq 0 ] || vmm_error "$step" "$d/a.err" "$d/r1.err"
 }
 `
 
@@ -226,10 +228,11 @@ JSON
 	echo "--- restored from full + diff"; cat "$d/r1.out"; cat "$d/r1.err"
 	metric "$step" full_count=$full_count paused=$paused full_kb=$full_kb diff_kb=$diff_kb \
 		restored_first=$(first_count "$d/r1.out") restored_last=$(last_count "$d/r1.out")
-	rm -rf "$d"
 	local end=$(uptime_ms)
 	echo
 	echo "@@RESULT name=$step rc=$rc ms=$(( end - start )) timedout=0"
+	[ $rc -eq 0 ] || vmm_error "$step" "$d/a.err" "$d/r1.err"
+	rm -rf "$d"
 }
 `
 

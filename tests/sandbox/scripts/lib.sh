@@ -58,6 +58,21 @@ run_vmm() {
 	return "$status"
 }
 
+# vmm_error NAME FILE... is run_vmm's "@@ERROR" line for a step that
+# starts its vmms itself (API boots, restores): given those vmms' stderr
+# files, it reports a triple fault or a stop report if any has one (the
+# kinds of failure the harness tells the sandbox's from vmm's by), else
+# the last line of the first file with something in it.
+vmm_error() {
+	local step=$1 line
+	shift
+	line=$(grep -h -e 'guest triple fault' -e "these registers are not the guest's" "$@" 2> /dev/null | tail -n 1)
+	if [ -z "$line" ]; then
+		line=$(cat "$@" 2> /dev/null | grep -v '^[[:space:]]*$' | tail -n 1)
+	fi
+	echo "@@ERROR name=$step $line"
+}
+
 # _l1_memory_events prints level 1's counters of the memory-management
 # events that change the host pages behind a running guest (huge-page
 # collapses and splits, page migration and compaction), which KVM must
