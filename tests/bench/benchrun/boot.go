@@ -137,7 +137,10 @@ loop:
 			memTimer = nil
 			r.sampleMemory(s, p.cmd.Process.Pid)
 		case <-deadline.C:
-			p.kill()
+			// vmm answers SIGTERM with where each vCPU was (its stop
+			// report, on stderr, in the console tail): evidence for a
+			// guest that hung. QEMU just exits.
+			p.terminate(3 * time.Second)
 			s.Error = fmt.Sprintf("timed out after %v", timeout)
 			break loop
 		}

@@ -130,6 +130,13 @@ func (p *proc) kill() {
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 }
 
+// terminate sends SIGTERM to the process group and kills it when it has
+// not exited within grace.
+func (p *proc) terminate(grace time.Duration) {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM) // ESRCH (already gone) is fine
+	p.wait(grace)
+}
+
 // wait waits for the exit up to d, then kills; it reports whether the
 // process exited by itself.
 func (p *proc) wait(d time.Duration) bool {
