@@ -327,6 +327,35 @@ func (m *Machine) StopStates() []vcpu.StopState {
 	return states
 }
 
+// DeviceStates describes each running virtio device's queues as their
+// rings in guest memory show them (and a virtio-mmio device's unacknowledged
+// interrupt causes), one line a queue: with StopStates, the evidence of
+// which side a stalled transfer waits on. Safe while the VM runs.
+func (m *Machine) DeviceStates() []string {
+	mmio := make(map[*virtio.Core]*virtio.MMIO, len(m.mmioTransports))
+	for _, t := range m.mmioTransports {
+		mmio[t.Core] = t
+	}
+	var lines []string
+	for i, c := range m.cores {
+		name := fmt.Sprintf("virtio-%v #%d", c.Type(), i)
+		if t := mmio[c]; t != nil {
+			name += fmt.Sprintf(" (mmio, interrupt status %#x)", t.InterruptStatus())
+		}
+		states := c.RingStates()
+		if states == nil {
+			lines = append(lines, fmt.Sprintf("%s: not running (status %#x)", name, c.Status()))
+			continue
+		}
+		for q, st := range states {
+			if st != nil {
+				lines = append(lines, fmt.Sprintf("%s queue %d: %v", name, q, st))
+			}
+		}
+	}
+	return lines
+}
+
 // Stop ends Run from any goroutine.
 func (m *Machine) Stop() { m.finish(0, ErrStopped) }
 

@@ -225,6 +225,11 @@ func runOnce(c *cli.Context, cfg machine.Config, sigs <-chan os.Signal, checkHos
 			for _, st := range m.StopStates() {
 				fmt.Fprintf(os.Stderr, "vmm: stopped: %v\n", st)
 			}
+			// And where each device's queues were: a stalled transfer
+			// shows which side holds work the other has not seen.
+			for _, line := range m.DeviceStates() {
+				fmt.Fprintf(os.Stderr, "vmm: stopped: %s\n", line)
+			}
 			return 0, cli.Exit(fmt.Sprintf("stopped by signal: %v", sig), 128+int(sig))
 		}
 		return devices.PowerOff, nil

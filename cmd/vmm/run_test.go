@@ -102,7 +102,9 @@ func TestSignalReportsWhereTheVCPUWas(t *testing.T) {
 	}
 	bin := buildVMM(t)
 	spin := codeELF(t, []byte{0xfa, 0xeb, 0xfe}) // cli; jmp .
-	cmd := exec.Command(bin, "run", "--allow-emulated", "--console", "none", "--memory", "64M", "--kernel", spin)
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	require.NoError(t, os.WriteFile(disk, make([]byte, 1<<20), 0o644))
+	cmd := exec.Command(bin, "run", "--allow-emulated", "--console", "none", "--memory", "64M", "--kernel", spin, "--disk", disk)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
@@ -113,4 +115,6 @@ func TestSignalReportsWhereTheVCPUWas(t *testing.T) {
 	assert.Contains(t, out, "vmm: stopped: vCPU 0: in the guest for", out)
 	assert.Contains(t, out, "RIP 0x1000001 ", "the jmp after the cli\n%s", out)
 	assert.Contains(t, out, "(interrupts off)", out)
+	// And each device's queues: this guest never drove its disk.
+	assert.Contains(t, out, "vmm: stopped: virtio-block #0 (mmio, interrupt status 0x0): not running (status 0x0)", out)
 }

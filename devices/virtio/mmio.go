@@ -51,3 +51,7 @@ func (m *MMIO) raise(bit uint32) error {
 	}
 	return nil
 }
+
+// InterruptStatus returns the InterruptStatus register: the causes raised
+// that the driver has not acknowledged.
+func (m *MMIO) InterruptStatus() uint32 { return m.interruptStatus.Load() }

@@ -393,3 +393,34 @@ func TestQueueMarksDeviceWrites(t *testing.T) {
 	used := uint64(p.q.Config.UsedRing) / memory.PageSize
 	assert.Equal(t, []uint64{used}, pages(), "Push marks the used ring")
 }
+
+// The ring state is the guest memory's view: three buffers made
+// available, one taken and returned, the device asking for the next
+// notification, the driver for an interrupt past entry 1.
+func TestRingState(t *testing.T) {
+	p := newQueuePair(t, testQueueLen, allFeatures)
+	for range 3 {
+		_, err := p.q.Add([]virtiotest.Buf{{Addr: p.buf, Len: 1, Writable: true}})
+		require.NoError(t, err)
+	}
+	var c virtio.Chain
+	ok, err := p.dev.Pop(&c)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, p.dev.Push(c.Head, 1))
+	p.q.SetUsedEvent(1)
+	_, err = p.dev.EnableNotification()
+	require.NoError(t, err)
+
+	st := p.dev.RingState()
+	assert.Equal(t, virtio.RingState{Size: testQueueLen, AvailIdx: 3, UsedIdx: 1, AvailEvent: 1, UsedEvent: 1, EventIdx: true}, st)
+	assert.EqualValues(t, 2, st.InFlight())
+	assert.Equal(t, "size 8, avail idx 3, used idx 1 (2 in flight), avail_event 1, used_event 1", st.String())
+
+	p.dev.Break()
+	assert.Contains(t, p.dev.RingState().String(), ", broken")
+
+	plain := newQueuePair(t, testQueueLen, allFeatures&^virtio.FeatureEventIdx)
+	plain.q.SetNoInterrupt(true)
+	assert.Equal(t, "size 8, avail idx 0, used idx 0 (0 in flight), interrupts suppressed (NO_INTERRUPT)", plain.dev.RingState().String())
+}
