@@ -48,6 +48,11 @@ func Main() {
 // run does the work; a nil status port means the host cannot be told
 // and learns only that the guest never reached the command.
 func run() (*os.File, error) {
+	var phases []Status
+	phase := func(name string) {
+		phases = append(phases, Status{Kind: StatusPhase, Text: name, Micros: uptimeMicros()})
+	}
+	phase(PhaseInit)
 	for _, m := range []struct{ src, dir, fs string }{
 		{"devtmpfs", "/dev", "devtmpfs"}, {"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"},
 	} {
@@ -66,10 +71,12 @@ func run() (*os.File, error) {
 	if err := loadModules(cfg.Modules); err != nil {
 		return nil, err
 	}
+	phase(PhaseModules)
 	ports, err := findPorts(Ports, portWait)
 	if err != nil {
 		return nil, err
 	}
+	phase(PhasePorts)
 	st, err := os.OpenFile(ports[PortStatus], os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open status port: %w", err)
@@ -77,7 +84,27 @@ func run() (*os.File, error) {
 	if err := setupRoot(cfg); err != nil {
 		return st, err
 	}
+	phase(PhaseRoot)
+	// The phases so far go out together, before "started": the host
+	// prints them with --stats.
+	var b []byte
+	for _, p := range phases {
+		b = append(b, p.Encode()...)
+	}
+	if _, err := st.Write(b); err != nil {
+		return st, fmt.Errorf("status port: %w", err)
+	}
 	return st, runCommand(cfg, ports, st)
+}
+
+// uptimeMicros is CLOCK_BOOTTIME in microseconds: the guest's time since
+// its kernel started keeping time.
+func uptimeMicros() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1000
 }
 
 func mount(src, dir, fstype string, flags uintptr, data string) error {
@@ -304,6 +331,7 @@ func runCommand(cfg Config, ports map[string]string, st *os.File) error {
 		return werr
 	}
 	werr := cmd.Wait()
+	exited := Status{Kind: StatusPhase, Text: PhaseExited, Micros: uptimeMicros()}
 	if relay != nil {
 		if err := relay(); err != nil {
 			fmt.Fprintf(os.Stderr, "vmm-init: terminal relay: %v\n", err)
@@ -322,7 +350,7 @@ func runCommand(cfg Config, ports map[string]string, st *os.File) error {
 	// rings when the status arrives).
 	_ = out.Close()
 	_ = errOut.Close()
-	if _, err := st.Write(s.Encode()); err != nil {
+	if _, err := st.Write(append(exited.Encode(), s.Encode()...)); err != nil {
 		return fmt.Errorf("status port: %w", err)
 	}
 	return nil

@@ -110,7 +110,23 @@ const (
 	StatusError
 	// StatusWinsize (host to guest): the terminal is Rows x Cols.
 	StatusWinsize
+	// StatusPhase: init reached phase Text at Micros of the guest's
+	// CLOCK_BOOTTIME, for the host's --stats (where the workflow's
+	// time goes).
+	StatusPhase
 )
+
+// Phases init reports, in order.
+const (
+	PhaseInit    = "init"    // PID 1 started: the kernel's boot is done
+	PhaseModules = "modules" // the modules are loaded
+	PhasePorts   = "ports"   // the console ports appeared
+	PhaseRoot    = "root"    // the shares are mounted and the root entered
+	PhaseExited  = "exited"  // the command exited
+)
+
+// maxPhaseName bounds a phase name; names are lower-case letters and '-'.
+const maxPhaseName = 32
 
 // Status is one line on the status port.
 type Status struct {
@@ -118,6 +134,7 @@ type Status struct {
 	Code       int
 	Text       string
 	Rows, Cols uint16
+	Micros     int64
 }
 
 // MaxStatusLine bounds a status line: the host keeps no more of one.
@@ -148,8 +165,25 @@ func (s Status) Encode() []byte {
 		return fmt.Appendf(nil, "error %s\n", t)
 	case StatusWinsize:
 		return fmt.Appendf(nil, "winsize %d %d\n", s.Rows, s.Cols)
+	case StatusPhase:
+		if !phaseName(s.Text) {
+			return nil
+		}
+		return fmt.Appendf(nil, "phase %s %d\n", s.Text, s.Micros)
 	}
 	return nil
+}
+
+func phaseName(s string) bool {
+	if s == "" || len(s) > maxPhaseName {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && r != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseStatus reads one line (without its newline).
@@ -185,6 +219,12 @@ func ParseStatus(line []byte) (Status, error) {
 		cols, ok2 := num(c, 0, 0xffff)
 		if ok1 && ok2 {
 			return Status{Kind: StatusWinsize, Rows: uint16(rows), Cols: uint16(cols)}, nil
+		}
+	case "phase":
+		// A day of uptime in microseconds is far inside int.
+		name, us, _ := bytes.Cut(rest, []byte(" "))
+		if n, ok := num(us, 0, 1<<40); ok && phaseName(string(name)) {
+			return Status{Kind: StatusPhase, Text: string(name), Micros: int64(n)}, nil
 		}
 	}
 	return bad()

@@ -16,6 +16,8 @@ func TestStatusRoundTrip(t *testing.T) {
 		{Kind: StatusSignal, Code: 9},
 		{Kind: StatusError, Text: "mount vmm-root: no virtiofs"},
 		{Kind: StatusWinsize, Rows: 50, Cols: 132},
+		{Kind: StatusPhase, Text: PhaseModules, Micros: 2345678},
+		{Kind: StatusPhase, Text: "a-b", Micros: 0},
 	} {
 		line := s.Encode()
 		require.True(t, strings.HasSuffix(string(line), "\n"))
@@ -27,10 +29,17 @@ func TestStatusRoundTrip(t *testing.T) {
 
 func TestParseStatusRejects(t *testing.T) {
 	for _, l := range []string{"", "exit", "exit 256", "exit -1", "exit 1 2", "signal 0", "signal 128",
-		"started now", "winsize 1", "winsize a b", "winsize 70000 1", "EXIT 1", "exit 0x1"} {
+		"started now", "winsize 1", "winsize a b", "winsize 70000 1", "EXIT 1", "exit 0x1",
+		"phase", "phase init", "phase init -1", "phase Init 1", "phase init 1 2", "phase  1", "phase in/it 1",
+		"phase " + strings.Repeat("a", 33) + " 1", "phase init 99999999999999"} {
 		_, err := ParseStatus([]byte(l))
 		assert.ErrorIs(t, err, ErrStatus, "%q", l)
 	}
+}
+
+func TestPhaseEncodeRefusesBadNames(t *testing.T) {
+	assert.Nil(t, Status{Kind: StatusPhase, Text: "two words", Micros: 1}.Encode())
+	assert.Nil(t, Status{Kind: StatusPhase, Text: "", Micros: 1}.Encode())
 }
 
 func TestErrorTextStaysOneLine(t *testing.T) {
@@ -77,6 +86,7 @@ func FuzzStatusReader(f *testing.F) {
 	f.Add([]byte("started\nexit 0\n"))
 	f.Add([]byte("signal 9\nerror x\nwinsize 24 80\n"))
 	f.Add([]byte("exit 99999999999999999999\n\n\n"))
+	f.Add([]byte("phase init 1234567\nphase exited 01\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := &StatusReader{Handle: func(s Status, err error) {
 			if err != nil {

@@ -420,6 +420,35 @@ type statusWatch struct {
 	final    *guestinit.Status
 	guestErr string
 	bad      int
+	phases   []guestPhase
+}
+
+// guestPhase is one phase line and when the host read it.
+type guestPhase struct {
+	name   string
+	guest  time.Duration // the guest's CLOCK_BOOTTIME
+	arrive time.Time
+}
+
+// maxPhases bounds what a guest can make the host keep.
+const maxPhases = 16
+
+// printPhases shows where the workflow's time went, for --stats: each
+// phase of the guest's init by the guest's clock, and when the host
+// heard of it counted from vmm's start.
+func (s *statusWatch) printPhases(w io.Writer, start time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var last time.Duration
+	for i, p := range s.phases {
+		step := ""
+		if i > 0 {
+			step = fmt.Sprintf(" (+%v)", (p.guest - last).Round(time.Millisecond))
+		}
+		last = p.guest
+		fmt.Fprintf(w, "vmm: guest phase %-8s at %v of guest time%s; host heard %v after vmm started\n",
+			p.name+":", p.guest.Round(time.Millisecond), step, p.arrive.Sub(start).Round(time.Millisecond))
+	}
 }
 
 func (s *statusWatch) handle(st guestinit.Status, err error) {
@@ -433,6 +462,10 @@ func (s *statusWatch) handle(st guestinit.Status, err error) {
 		return
 	}
 	switch st.Kind {
+	case guestinit.StatusPhase:
+		if len(s.phases) < maxPhases {
+			s.phases = append(s.phases, guestPhase{name: st.Text, guest: time.Duration(st.Micros) * time.Microsecond, arrive: time.Now()})
+		}
 	case guestinit.StatusStarted:
 		s.started = true
 	case guestinit.StatusExit, guestinit.StatusSignal:
@@ -634,6 +667,7 @@ func runCommandVM(c *cli.Context) (int, error) {
 	m.VirtioConsole().Flush()
 	if c.Bool("stats") {
 		printStats(os.Stderr, m, start)
+		watch.printPhases(os.Stderr, start)
 	}
 	if sig, ok := stoppedBy.Load().(syscall.Signal); ok {
 		o.signal = sig

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -197,4 +198,25 @@ func TestSelectModulesFindsMMIO(t *testing.T) {
 	assert.True(t, has, "a build tree's .config")
 	assert.True(t, kconfigHas(filepath.Join(tree, ".config"), "CONFIG_VIRTIO_PCI"))
 	assert.False(t, kconfigHas(filepath.Join(tree, ".config"), "CONFIG_VIRTIO_BLK"))
+}
+
+// The guest's phase lines reach --stats with the steps between them, and
+// a guest that sends too many cannot make the host keep them all.
+func TestStatusWatchPhases(t *testing.T) {
+	var w statusWatch
+	r := &guestinit.StatusReader{Handle: w.handle}
+	_, err := r.Write([]byte("phase init 2000000\nphase modules 2850000\nphase root 3100000\nstarted\n"))
+	require.NoError(t, err)
+	assert.True(t, w.started)
+	var b strings.Builder
+	w.printPhases(&b, time.Now().Add(-5*time.Second))
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	require.Len(t, lines, 3, b.String())
+	assert.True(t, strings.HasPrefix(lines[0], "vmm: guest phase init:    at 2s of guest time; host heard 5s after vmm started"), lines[0])
+	assert.Contains(t, lines[1], "modules: at 2.85s of guest time (+850ms)")
+	assert.Contains(t, lines[2], "root:    at 3.1s of guest time (+250ms)")
+
+	_, err = r.Write([]byte(strings.Repeat("phase x 1\n", 100)))
+	require.NoError(t, err)
+	assert.Len(t, w.phases, maxPhases)
 }
