@@ -42,12 +42,15 @@ func runvmm(step string, extra string, cmd string) string {
 dump ` + step
 }
 
-// The level-1 script. dump records a step's stdout and stderr in hex, so
-// the Go test compares them byte for byte.
-var runCmdScript = `dump() {
+// dumpScript defines dump, which records a step's stdout and stderr in
+// hex, so the Go test compares them byte for byte (outputs).
+const dumpScript = `dump() {
 	metric "$1" out=$(od -An -v -tx1 "$WORK/$1.out" | tr -d ' \n') err=$(od -An -v -tx1 "$WORK/$1.err" | tr -d ' \n')
 }
-` + strings.Join([]string{
+`
+
+// The level-1 script.
+var runCmdScript = dumpScript + strings.Join([]string{
 	runvmm("stdio", "", `sh -c 'printf "out\000\377bin\n"; printf "err line\n" >&2; printf "more out"'`),
 	// The workflow's overhead: vmm run -- CMD against a plain boot of the
 	// same kernel to an init that loads its virtio modules and powers off,
@@ -56,6 +59,8 @@ var runCmdScript = `dump() {
 	`run_vmm plain$i run --kernel "$GUEST_BZIMAGE" --initrd "$GUEST_INITRD" --console none --cmdline "console=ttyS0 panic=-1 quiet"`,
 	runvmm("true$i", "", `sh -c true`),
 	`done`,
+	// Where that overhead goes: --stats prints the guest init's phases.
+	runvmm("phases", "--stats", `sh -c true`),
 	runvmm("exit1", "", `sh -c 'exit 1'`),
 	runvmm("exit7", "", `sh -c 'echo seven >&2; exit 7'`),
 	runvmm("notfound", "", `/no/such/command arg`),
@@ -166,6 +171,19 @@ func TestRunCommandTrue(t *testing.T) {
 		plain = append(plain, p.VMMTime)
 	}
 	t.Logf("wall time in level 1: vmm run -- sh -c true %v; plain boot to an init that powers off %v", cmd, plain)
+
+	// The same command with --stats: the guest init's phases, each once.
+	s := runCmdStep(t, "phases")
+	require.Equal(t, 0, s.RC, s.Describe())
+	_, errOut := outputs(t, s)
+	for _, p := range []string{"init", "modules", "ports", "root", "exited"} {
+		assert.Contains(t, errOut, "vmm: guest phase "+p+":", "--stats shows the %s phase", p)
+	}
+	for _, l := range strings.Split(errOut, "\n") {
+		if strings.HasPrefix(l, "vmm: guest phase") || strings.HasPrefix(l, "vmm: startup: first KVM_RUN") || strings.HasPrefix(l, "vmm: ran for") {
+			t.Log(l)
+		}
+	}
 }
 
 func TestRunCommandExitStatuses(t *testing.T) {
