@@ -32,6 +32,11 @@ import (
 //   - kvmguest-mmio: the same kernel and disk over --transport mmio finds
 //     no disk, since the kernel has no virtio-mmio driver: the transport
 //     choice is what gives such a kernel its devices.
+//   - kvmguest-run: the kernel developer's workflow as they type it,
+//     `vmm run -k bzImage -- CMD` with no other option: vmm picks PCI
+//     (the kernel has no virtio-mmio), the guest mounts level 1's / and
+//     the current directory over 9p (the kernel has no virtio-fs), and
+//     the command's output and exit status come back.
 //
 // The 172.30.3.0/24 addresses live only on a TAP link inside level 1.
 
@@ -89,9 +94,16 @@ func kvmGuestRun(step, script string, extra ...string) string {
 	return strings.Join(append(args, extra...), " ")
 }
 
+// kvmGuestCommand is a step of the command workflow with the kvm_guest
+// kernel and nothing else vmm needs told, then its dump.
+func kvmGuestCommand(step, extra, cmd string) string {
+	return `run_vmm ` + step + ` run -k "$DATA/kvmguest-bzImage" ` + extra + ` -- ` + cmd + `
+dump ` + step
+}
+
 var kvmGuestGroup = &group{
 	name:        "pci-kvmguest",
-	timeout:     8 * time.Minute,
+	timeout:     12 * time.Minute,
 	stepTimeout: 180 * time.Second,
 	guestScripts: map[string]string{
 		"kvmguestpci":  kvmGuestPCI,
@@ -111,6 +123,14 @@ metric kvmguest-pci l1_blob_md5=$(md5sum < "$WORK/www/blob" | cut -d' ' -f1)
 metric kvmguest-pci l1_guest_file=$(grep -a -o '` + kvmGuestWrote + ` [0-9a-f]*' "$DATA/disk.img" | head -n 1 | cut -d' ' -f2)
 ` + kvmGuestRun("kvmguest-mmio", "kvmguestmmio", "--transport", "mmio", "--disk", `"$DATA/disk.img,ro"`) + `
 tunctl -d tapk > /dev/null
+` + dumpScript + `mkdir -p "$WORK/kcwd" && cd "$WORK/kcwd"
+` + kvmGuestCommand("kvmguest-run", "", `sh -c "cat '$DATA/hello.txt'; echo written > out.txt; grep -c ' 9p ' /proc/mounts; echo oops >&2; exit 3"`) + `
+metric kvmguest-run written=$(cat "$WORK/kcwd/out.txt" 2>/dev/null); cd /
+` + kvmGuestCommand("kvmguest-true", "", "true") + `
+` + kvmGuestCommand("kvmguest-notfound", "", "/no/such/command") + `
+` + kvmGuestCommand("kvmguest-kill9", "", `sh -c 'kill -9 $$'`) + `
+` + kvmGuestCommand("kvmguest-timeout", "--timeout 15s", "sleep 600") + `
+` + kvmGuestCommand("kvmguest-panic", "", `sh -c 'echo c > /proc/sysrq-trigger; sleep 30'`) + `
 `,
 }
 
@@ -141,7 +161,8 @@ var kvmGuestFiles = sync.OnceValues(func() ([]sandbox.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []sandbox.File{{Name: "disk.img", HostPath: img}, {Name: "kvmguest-bzImage", HostPath: bz}}, nil
+	return []sandbox.File{{Name: "disk.img", HostPath: img}, {Name: "kvmguest-bzImage", HostPath: bz},
+		{Name: "hello.txt", Data: []byte("hello from level 1\n")}}, nil
 })
 
 func kvmGuestGroupFor(t *testing.T) *group {
@@ -189,4 +210,49 @@ func TestPCIKVMGuestKernelHasNoMMIODisk(t *testing.T) {
 	s := kvmGuestGroupFor(t).step(t, "kvmguest-mmio")
 	requireCleanExit(t, s, "vmm guest: poweroff -f")
 	assert.Equal(t, "0", s.Values["vda"], "a kernel without CONFIG_VIRTIO_MMIO sees no disk over --transport mmio\n%s", s.Describe())
+}
+
+// TestRunCommandKVMGuestKernel: `vmm run -k bzImage -- CMD` with a
+// kvm_guest.config kernel and nothing else on the command line. The
+// command reads a level-1 file through the host's / and writes into the
+// current directory, both over 9p, and its status comes back.
+func TestRunCommandKVMGuestKernel(t *testing.T) {
+	s := kvmGuestGroupFor(t).step(t, "kvmguest-run")
+	require.Equal(t, 3, s.RC, "the command's exit status\n%s", s.Describe())
+	out, errOut := outputs(t, s)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	require.Len(t, lines, 2, "stdout %q", out)
+	assert.Equal(t, "hello from level 1", lines[0], "a level-1 file read through the host's /")
+	assert.NotEqual(t, "0", lines[1], "the shares are 9p mounts (the kernel has no virtio-fs)")
+	assert.Equal(t, "oops\n", errOut, "stderr on its own channel, without console noise")
+	assert.Equal(t, "written", s.Values["written"], "a file written into the current directory, read by level 1")
+}
+
+// The documented statuses with the same kernel: a command's own (0, 127
+// when it is not found, 128+9 when killed), --timeout's 124 and a kernel
+// panic's 122, with the panic's lines on stderr.
+func TestRunCommandKVMGuestKernelStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		step, wantErr string
+		rc            int
+	}{
+		{"kvmguest-true", "", 0},
+		{"kvmguest-notfound", "vmm: /no/such/command: ", 127},
+		{"kvmguest-kill9", "", 137},
+		{"kvmguest-timeout", "--timeout expired", 124},
+		{"kvmguest-panic", "Kernel panic - not syncing", 122},
+	} {
+		t.Run(tc.step, func(t *testing.T) {
+			s := kvmGuestGroupFor(t).step(t, tc.step)
+			require.False(t, s.TimedOut, s.Describe())
+			require.Equal(t, tc.rc, s.RC, s.Describe())
+			out, errOut := outputs(t, s)
+			assert.Empty(t, out)
+			if tc.wantErr == "" {
+				assert.Empty(t, errOut)
+			} else {
+				assert.Contains(t, errOut, tc.wantErr)
+			}
+		})
+	}
 }
