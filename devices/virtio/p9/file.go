@@ -3,6 +3,7 @@ package p9
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hugelgupf/p9/linux"
 	"github.com/hugelgupf/p9/p9"
@@ -15,6 +16,11 @@ import (
 type share struct {
 	root     string
 	readOnly bool
+	// xattrErr is the errno of the last failed GetXattr or ListXattrs:
+	// hugelgupf/p9 answers every such failure of a Txattrwalk with
+	// EINVAL, and conn.serve puts the real one back. Chains are served
+	// one at a time, so it belongs to the request being answered.
+	xattrErr atomic.Uint32
 
 	mu    sync.Mutex
 	files map[*file]struct{} // open files, closed at a reset
@@ -387,20 +393,31 @@ func (f *file) SetXattr(attr string, data []byte, flags p9.XattrFlags) error {
 	return errno(unix.Setxattr(p, attr, data, int(flags)))
 }
 
+// xattrFailed records err for conn.serve (share.xattrErr) and returns it.
+func (f *file) xattrFailed(err error) error {
+	var e linux.Errno
+	if errors.As(err, &e) {
+		f.s.xattrErr.Store(uint32(e))
+	} else {
+		f.s.xattrErr.Store(uint32(linux.EIO))
+	}
+	return err
+}
+
 // GetXattr implements p9.File.
 func (f *file) GetXattr(attr string) ([]byte, error) {
 	p, err := f.xattrPath()
 	if err != nil {
-		return nil, err
+		return nil, f.xattrFailed(err)
 	}
 	n, err := unix.Getxattr(p, attr, nil)
 	if err != nil {
-		return nil, errno(err)
+		return nil, f.xattrFailed(errno(err))
 	}
 	buf := make([]byte, n)
 	n, err = unix.Getxattr(p, attr, buf)
 	if err != nil {
-		return nil, errno(err)
+		return nil, f.xattrFailed(errno(err))
 	}
 	return buf[:n], nil
 }
@@ -409,16 +426,16 @@ func (f *file) GetXattr(attr string) ([]byte, error) {
 func (f *file) ListXattrs() ([]string, error) {
 	p, err := f.xattrPath()
 	if err != nil {
-		return nil, err
+		return nil, f.xattrFailed(err)
 	}
 	n, err := unix.Listxattr(p, nil)
 	if err != nil {
-		return nil, errno(err)
+		return nil, f.xattrFailed(errno(err))
 	}
 	buf := make([]byte, n)
 	n, err = unix.Listxattr(p, buf)
 	if err != nil {
-		return nil, errno(err)
+		return nil, f.xattrFailed(errno(err))
 	}
 	var names []string
 	for start, i := 0, 0; i < n; i++ {

@@ -40,12 +40,13 @@ const MaxMessage = 512 << 10
 
 // 9P message types this transport looks at.
 const (
-	msgRlerror  = 7
-	msgTversion = 100
-	msgRversion = 101
-	msgTflush   = 108
-	msgRflush   = 109
-	headerLen   = 7 // size[4] type[1] tag[2]
+	msgRlerror    = 7
+	msgTxattrwalk = 30
+	msgTversion   = 100
+	msgRversion   = 101
+	msgTflush     = 108
+	msgRflush     = 109
+	headerLen     = 7 // size[4] type[1] tag[2]
 )
 
 // Sentinel errors.
@@ -261,6 +262,7 @@ func (c *conn) serve(ch *virtio.Chain) (uint32, error) {
 			binary.LittleEndian.PutUint32(msg[7:], MaxMessage)
 		}
 	}
+	c.s.xattrErr.Store(0)
 	// The server reads the whole message before it answers, and copies
 	// what it keeps; msg is reused only after the reply.
 	select {
@@ -291,10 +293,27 @@ func (c *conn) serve(ch *virtio.Chain) (uint32, error) {
 			c.msize = min(m, MaxMessage)
 		}
 	}
+	if msg[4] == msgTxattrwalk {
+		fixXattrError(c.resp, c.s.xattrErr.Load())
+	}
 	if uint64(len(c.resp)) > ch.WritableLen() {
 		return rlerror(ch, tag, unix.EMSGSIZE), nil
 	}
 	return uint32(scatter(ch.Writable, c.resp)), nil
+}
+
+// fixXattrError puts the host's errno into a Txattrwalk's Rlerror:
+// hugelgupf/p9 (v0.3.0) answers every failed xattr lookup with EINVAL.
+// A guest must see ENODATA for a missing attribute: overlayfs reads
+// trusted.overlay.metacopy of every lower file it looks up and fails the
+// lookup on any other error, so a host root shared over 9p under an
+// overlay had no executable files at all.
+func fixXattrError(resp []byte, hostErr uint32) {
+	if hostErr == 0 || len(resp) != headerLen+4 || resp[4] != msgRlerror ||
+		binary.LittleEndian.Uint32(resp[headerLen:]) != uint32(unix.EINVAL) {
+		return
+	}
+	binary.LittleEndian.PutUint32(resp[headerLen:], hostErr)
 }
 
 // rlerror writes Rlerror (size[4] type[1] tag[2] ecode[4]) into the chain.

@@ -557,3 +557,43 @@ func BenchmarkRead256MiB(b *testing.B) {
 		}
 	}
 }
+
+func txattrwalk(tag uint16, fid, newfid uint32, name string) []byte {
+	m := []byte{0, 0, 0, 0, msgTxattrwalk}
+	m = binary.LittleEndian.AppendUint16(m, tag)
+	m = binary.LittleEndian.AppendUint32(m, fid)
+	m = binary.LittleEndian.AppendUint32(m, newfid)
+	m = binary.LittleEndian.AppendUint16(m, uint16(len(name)))
+	m = append(m, name...)
+	binary.LittleEndian.PutUint32(m, uint32(len(m)))
+	return m
+}
+
+// A missing attribute is ENODATA to the guest, and a symlink's is
+// EOPNOTSUPP, as the host says: overlayfs over a 9p lower layer looks up
+// trusted.overlay.metacopy on every file and fails on any other errno
+// (hugelgupf/p9 itself answers them all with EINVAL).
+func TestXattrErrorsReachTheGuest(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "file", "x")
+	require.NoError(t, os.Symlink("file", filepath.Join(dir, "link")))
+	r := newRig(t, Config{HostDir: dir, Tag: "t"})
+	rawAttach(t, r)
+	require.Equal(t, byte(111), r.roundtrip(t, twalk(2, 0, 1, "file"))[4])
+	require.Equal(t, byte(111), r.roundtrip(t, twalk(3, 0, 2, "link"))[4])
+	ecode := func(resp []byte) unix.Errno {
+		require.Len(t, resp, headerLen+4, "Rlerror: %x", resp)
+		require.Equal(t, byte(msgRlerror), resp[4])
+		return unix.Errno(binary.LittleEndian.Uint32(resp[headerLen:]))
+	}
+	assert.Equal(t, unix.ENODATA, ecode(r.roundtrip(t, txattrwalk(4, 1, 3, "trusted.overlay.metacopy"))))
+	assert.Equal(t, unix.EOPNOTSUPP, ecode(r.roundtrip(t, txattrwalk(5, 2, 4, "user.x"))))
+	// The correction is for that request only: a later bad fid is still
+	// the server's own EBADF.
+	assert.Equal(t, unix.EBADF, ecode(r.roundtrip(t, txattrwalk(6, 99, 5, "user.x"))))
+	if unix.Setxattr(filepath.Join(dir, "file"), "user.vmm", []byte("value"), 0) == nil {
+		resp := r.roundtrip(t, txattrwalk(7, 1, 6, "user.vmm"))
+		require.Equal(t, byte(31), resp[4], "Rxattrwalk: %x", resp)
+		assert.EqualValues(t, 5, binary.LittleEndian.Uint64(resp[headerLen:]), "the value's size")
+	}
+}
