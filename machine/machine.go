@@ -10,6 +10,8 @@ import (
 	"github.com/vmm-dev/vmm/bus"
 	"github.com/vmm-dev/vmm/devices"
 	"github.com/vmm-dev/vmm/devices/i8042"
+	"github.com/vmm-dev/vmm/devices/power"
+	"github.com/vmm-dev/vmm/devices/rtc"
 	"github.com/vmm-dev/vmm/devices/serial"
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/balloon"
@@ -46,6 +48,9 @@ type Machine struct {
 	uart     *serial.UART
 	progress *i8042.ProgressPort
 	kbd      *i8042.Controller
+	rtc      *rtc.RTC
+	pm       *power.Device
+	resetCtl *power.ResetControl
 	panics   *panicWatch
 	panicked panicState
 	genID    *vmgenid.Device // nil with NoACPI

@@ -35,7 +35,9 @@ func (m *Machine) addPlatformDevices() error {
 	kbdIRQ := m.newIRQLine(i8042KbdGSI)
 	m.kbd = i8042.New(m.power)
 	m.kbd.SetKeyboardInterrupt(kbdIRQ)
-	pm := power.New(power.DefaultRegisters, m.power)
+	m.pm = power.New(power.DefaultRegisters, m.power)
+	m.rtc = rtc.New()
+	m.resetCtl = power.NewResetControl(m.power)
 	for _, d := range []struct {
 		name       string
 		base, size uint64
@@ -47,9 +49,9 @@ func (m *Machine) addPlatformDevices() error {
 		{"COM1", com1Port, 8, m.uart},
 		{"i8042", i8042Port, i8042Len, m.kbd},
 		{"boot-progress port", progressPort, 1, m.progress},
-		{"CMOS RTC", rtc.Base, rtc.Ports, rtc.New()},
-		{"ACPI power registers", pm.Base(), pm.Len(), pm},
-		{"reset control register", power.ResetControlPort, 1, power.NewResetControl(m.power)},
+		{"CMOS RTC", rtc.Base, rtc.Ports, m.rtc},
+		{"ACPI power registers", m.pm.Base(), m.pm.Len(), m.pm},
+		{"reset control register", power.ResetControlPort, 1, m.resetCtl},
 		{"pvpanic", pvpanic.Port, 1, pvpanic.New(m.onPVPanic)},
 	} {
 		if err := m.pio.Register(d.name, d.base, d.size, d.dev); err != nil {

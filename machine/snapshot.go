@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/vmm-dev/vmm/bus"
+	"github.com/vmm-dev/vmm/devices/i8042"
+	"github.com/vmm-dev/vmm/devices/power"
+	"github.com/vmm-dev/vmm/devices/rtc"
 	"github.com/vmm-dev/vmm/devices/serial"
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/balloon"
@@ -67,6 +70,11 @@ const (
 	secVirtio  = "virtio-mmio"
 	// secBalloon: the balloon's own state, when the VM has one.
 	secBalloon = "balloon"
+	// The legacy platform devices: the keyboard controller, the CMOS
+	// clock, and the ACPI sleep and reset control registers.
+	secI8042 = "i8042"
+	secRTC   = "rtc"
+	secPower = "power"
 )
 
 // namedState is a section's name and the value it encodes (or, on
@@ -114,6 +122,13 @@ type savedVM struct {
 	PIT      kvm.PITState2
 	Clock    kvm.ClockData
 	IRQChips []kvm.IRQChipState // PIC master, PIC slave, IOAPIC
+}
+
+// savedPower is the power section: the sleep registers and the reset
+// control register.
+type savedPower struct {
+	Sleep power.State
+	Reset power.ResetState
 }
 
 var irqChips = []kvm.IRQChip{kvm.IRQChipPICMaster, kvm.IRQChipPICSlave, kvm.IRQChipIOAPIC}
@@ -316,6 +331,7 @@ func (m *Machine) saveState(version string) (*snapshot.File, error) {
 	f := &snapshot.File{Header: hdr}
 	sections := []namedState{
 		{secMachine, sm}, {secVM, svm}, {secVCPUs, vcpus}, {secSerial, m.uart.Save()}, {secVirtio, transports},
+		{secI8042, m.kbd.Save()}, {secRTC, m.rtc.Save()}, {secPower, savedPower{m.pm.Save(), m.resetCtl.Save()}},
 	}
 	if m.balloon != nil {
 		sections = append(sections, namedState{secBalloon, m.balloon.Save()})
@@ -404,9 +420,13 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 		cpus       []*vcpu.State
 		uart       serial.State
 		transports []virtio.MMIOState
+		kbd        i8042.State
+		clock      rtc.State
+		pm         savedPower
 	)
 	for _, s := range []namedState{
 		{secMachine, &sm}, {secVM, &svm}, {secVCPUs, &cpus}, {secSerial, &uart}, {secVirtio, &transports},
+		{secI8042, &kbd}, {secRTC, &clock}, {secPower, &pm},
 	} {
 		b, ok := f.Section(s.name)
 		if !ok {
@@ -522,6 +542,14 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 	if err := m.uart.Restore(uart); err != nil {
 		return nil, err
 	}
+	if err := m.kbd.Restore(kbd); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSnapshotState, err)
+	}
+	if err := m.rtc.Restore(clock); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSnapshotState, err)
+	}
+	m.pm.Restore(pm.Sleep)
+	m.resetCtl.Restore(pm.Reset)
 	if m.balloon != nil {
 		if err := m.balloon.Restore(bal); err != nil {
 			return nil, err
