@@ -109,6 +109,13 @@ func TestSnapshotRestoreCounter(t *testing.T) {
 
 	_, err = m.Snapshot(SnapshotParams{StatePath: filepath.Join(dir, "x"), MemPath: filepath.Join(dir, "y"), Type: SnapshotDiff, VMMVersion: version})
 	require.ErrorIs(t, err, ErrNoDirtyBase, "no Diff before a Full snapshot")
+	// What a guest leaves in the legacy devices: a byte in CMOS RAM, the
+	// keyboard controller's configuration byte, SYS_RST in 0xcf9.
+	m.rtc.Write(0, []byte{0x40})
+	m.rtc.Write(1, []byte{0x77})
+	m.kbd.Write(4, []byte{0x60})
+	m.kbd.Write(0, []byte{0x45})
+	m.resetCtl.Write(0, []byte{0x02})
 	full := SnapshotParams{StatePath: filepath.Join(dir, "full.snap"), MemPath: filepath.Join(dir, "full.mem"), Type: SnapshotFull, VMMVersion: version}
 	fst, err := m.Snapshot(full)
 	require.NoError(t, err)
@@ -133,6 +140,9 @@ func TestSnapshotRestoreCounter(t *testing.T) {
 	built := time.Since(start)
 	assert.True(t, r.Paused(), "a restored VM comes back paused")
 	assert.Equal(t, c1, counter(t, r))
+	assert.Equal(t, m.rtc.Save(), r.rtc.Save(), "CMOS RAM")
+	assert.Equal(t, byte(0x45), r.kbd.Save().CTR, "the i8042's configuration byte")
+	assert.Equal(t, m.resetCtl.Save(), r.resetCtl.Save(), "the reset control register")
 	rid := genID(t, r)
 	assert.NotEqual(t, id, rid, "a restored VM has a new generation ID")
 	assert.Equal(t, r.genID.ID(), rid)
