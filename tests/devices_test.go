@@ -267,6 +267,10 @@ metric balloon-rss rss_touched_kb=$rss_touched rss_inflated_kb=$rss_inflated rss
 // (devices/virtio/vsock) play the driver and pass.
 const vsockE2EEnv = "VMM_E2E_VSOCK"
 
+// vsockL1THPEnv sets level 1's transparent_hugepage mode before the
+// vsock steps (never, madvise, always).
+const vsockL1THPEnv = "VMM_E2E_VSOCK_L1_THP"
+
 // vsockRunsEnv repeats the vsock step in the same level-1 machine
 // (steps vsock, vsock-2, ...), to measure how often a run fails.
 const vsockRunsEnv = "VMM_E2E_VSOCK_RUNS"
@@ -293,6 +297,12 @@ func vsockScript() string {
 		return ""
 	}
 	var b strings.Builder
+	// VMM_E2E_VSOCK_L1_THP=never turns level 1's transparent huge pages
+	// (and so khugepaged's collapsing under the running guest) off for
+	// the vsock steps: the experiment tests/README.md proposes.
+	if thp := os.Getenv(vsockL1THPEnv); thp != "" {
+		fmt.Fprintf(&b, "\necho %[1]s > /sys/kernel/mm/transparent_hugepage/enabled\necho %[1]s > /sys/kernel/mm/transparent_hugepage/defrag\n", thp)
+	}
 	for i := range vsockRuns() {
 		step := vsockStep(i)
 		b.WriteString(fmt.Sprintf(`
