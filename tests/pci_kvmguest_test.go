@@ -124,9 +124,10 @@ metric kvmguest-pci l1_guest_file=$(grep -a -o '` + kvmGuestWrote + ` [0-9a-f]*'
 ` + kvmGuestRun("kvmguest-mmio", "kvmguestmmio", "--transport", "mmio", "--disk", `"$DATA/disk.img,ro"`) + `
 tunctl -d tapk > /dev/null
 ` + dumpScript + `mkdir -p "$WORK/kcwd" && cd "$WORK/kcwd"
-` + kvmGuestCommand("kvmguest-run", "", `sh -c "cat '$DATA/hello.txt'; echo written > out.txt; grep -c ' 9p ' /proc/mounts; echo oops >&2; exit 3"`) + `
+` + kvmGuestCommand("kvmguest-run", "", `sh -c "cat '$DATA/hello.txt'; echo written > out.txt; grep -c ' 9p ' /proc/mounts; echo oops >&2; exit 7"`) + `
 metric kvmguest-run written=$(cat "$WORK/kcwd/out.txt" 2>/dev/null); cd /
 ` + kvmGuestCommand("kvmguest-true", "", "true") + `
+` + kvmGuestCommand("kvmguest-exit1", "", `sh -c 'exit 1'`) + `
 ` + kvmGuestCommand("kvmguest-notfound", "", "/no/such/command") + `
 ` + kvmGuestCommand("kvmguest-kill9", "", `sh -c 'kill -9 $$'`) + `
 ` + kvmGuestCommand("kvmguest-timeout", "--timeout 15s", "sleep 600") + `
@@ -218,7 +219,7 @@ func TestPCIKVMGuestKernelHasNoMMIODisk(t *testing.T) {
 // current directory, both over 9p, and its status comes back.
 func TestRunCommandKVMGuestKernel(t *testing.T) {
 	s := kvmGuestGroupFor(t).step(t, "kvmguest-run")
-	require.Equal(t, 3, s.RC, "the command's exit status\n%s", s.Describe())
+	require.Equal(t, 7, s.RC, "the command's exit status\n%s", s.Describe())
 	out, errOut := outputs(t, s)
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	require.Len(t, lines, 2, "stdout %q", out)
@@ -228,7 +229,7 @@ func TestRunCommandKVMGuestKernel(t *testing.T) {
 	assert.Equal(t, "written", s.Values["written"], "a file written into the current directory, read by level 1")
 }
 
-// The documented statuses with the same kernel: a command's own (0, 127
+// The documented statuses with the same kernel: a command's own (0, 1, 127
 // when it is not found, 128+9 when killed), --timeout's 124 and a kernel
 // panic's 122, with the panic's lines on stderr.
 func TestRunCommandKVMGuestKernelStatuses(t *testing.T) {
@@ -237,6 +238,7 @@ func TestRunCommandKVMGuestKernelStatuses(t *testing.T) {
 		rc            int
 	}{
 		{"kvmguest-true", "", 0},
+		{"kvmguest-exit1", "", 1},
 		{"kvmguest-notfound", "vmm: /no/such/command: ", 127},
 		{"kvmguest-kill9", "", 137},
 		{"kvmguest-timeout", "--timeout expired", 124},
