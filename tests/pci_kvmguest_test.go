@@ -245,16 +245,7 @@ func TestRunCommandKVMGuestKernelStatuses(t *testing.T) {
 		{"kvmguest-panic", "Kernel panic - not syncing", 122},
 	} {
 		t.Run(tc.step, func(t *testing.T) {
-			s := kvmGuestGroupFor(t).step(t, tc.step)
-			require.False(t, s.TimedOut, s.Describe())
-			require.Equal(t, tc.rc, s.RC, s.Describe())
-			out, errOut := outputs(t, s)
-			assert.Empty(t, out)
-			if tc.wantErr == "" {
-				assert.Empty(t, errOut)
-			} else {
-				assert.Contains(t, errOut, tc.wantErr)
-			}
+			requireStatus(t, kvmGuestGroupFor(t).step(t, tc.step), tc.rc, tc.wantErr)
 		})
 	}
 }

@@ -198,16 +198,23 @@ func TestRunCommandExitStatuses(t *testing.T) {
 		{"kill9", 137, ""},
 	} {
 		t.Run(tc.step, func(t *testing.T) {
-			s := runCmdStep(t, tc.step)
-			require.Equal(t, tc.rc, s.RC, s.Describe())
-			out, errOut := outputs(t, s)
-			assert.Empty(t, out)
-			if tc.wantErr == "" {
-				assert.Empty(t, errOut)
-			} else {
-				assert.True(t, strings.HasPrefix(errOut, tc.wantErr), "stderr %q", errOut)
-			}
+			requireStatus(t, runCmdStep(t, tc.step), tc.rc, tc.wantErr)
 		})
+	}
+}
+
+// requireStatus checks a command step that prints nothing on stdout: its
+// exit status, and its stderr (empty, or holding wantErr).
+func requireStatus(t *testing.T, s *sandbox.Step, rc int, wantErr string) {
+	t.Helper()
+	require.False(t, s.TimedOut, s.Describe())
+	require.Equal(t, rc, s.RC, s.Describe())
+	out, errOut := outputs(t, s)
+	assert.Empty(t, out)
+	if wantErr == "" {
+		assert.Empty(t, errOut)
+	} else {
+		assert.Contains(t, errOut, wantErr)
 	}
 }
 
