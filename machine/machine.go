@@ -358,6 +358,10 @@ func (m *Machine) DeviceStates() []string {
 			}
 		}
 	}
+	// A NIC's counters: whether frames still moved, what was refused.
+	for _, n := range m.nics {
+		lines = append(lines, fmt.Sprintf("virtio-net %s: %v", n.Name(), n.Stats()))
+	}
 	return lines
 }
 

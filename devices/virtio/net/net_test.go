@@ -537,3 +537,10 @@ func TestReceiveFewBuffers(t *testing.T) {
 	assert.Zero(t, st.RXTruncated)
 	assert.Equal(t, uint64(4), st.RXFrames)
 }
+
+func TestStatsString(t *testing.T) {
+	assert.Equal(t, "rx 3 frames (100 bytes), tx 2 frames (50 bytes), 1 waits for receive buffers",
+		vnet.Stats{RXFrames: 3, RXBytes: 100, TXFrames: 2, TXBytes: 50, RXStalls: 1}.String())
+	assert.Equal(t, "rx 0 frames (0 bytes), tx 0 frames (0 bytes), 0 waits for receive buffers, 4 malformed tx, 1 rx dropped",
+		vnet.Stats{TXMalformed: 4, RXDropped: 1}.String())
+}

@@ -1,7 +1,9 @@
 package net
 
 import (
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 )
 
@@ -50,4 +52,26 @@ func (n *Net) count(c *atomic.Uint64, what string, err error) {
 		slog.Warn("virtio-net: "+what+" (first occurrence; later ones are only counted)",
 			"tap", n.name, "err", err)
 	}
+}
+
+// String gives the counters that say whether frames still moved and
+// what was refused, e.g. for a stop report: "rx 51987 frames (1234 bytes),
+// tx 11381 frames (5678 bytes), 3 waits for receive buffers".
+func (s Stats) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "rx %d frames (%d bytes), tx %d frames (%d bytes), %d waits for receive buffers",
+		s.RXFrames, s.RXBytes, s.TXFrames, s.TXBytes, s.RXStalls)
+	for _, c := range []struct {
+		n    uint64
+		what string
+	}{
+		{s.TXMalformed, "malformed tx"}, {s.TXOversized, "oversized tx"}, {s.TXErrors, "tx backend errors"},
+		{s.RXRunts, "rx runts"}, {s.RXTruncated, "rx truncated"}, {s.RXDropped, "rx dropped"},
+		{s.RXBadChains, "bad rx chains"}, {s.RXErrors, "rx backend errors"},
+	} {
+		if c.n > 0 {
+			fmt.Fprintf(&b, ", %d %s", c.n, c.what)
+		}
+	}
+	return b.String()
 }
