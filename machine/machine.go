@@ -347,9 +347,11 @@ func (m *Machine) DeviceStates() []string {
 		if t := mmio[c]; t != nil {
 			name += fmt.Sprintf(" (mmio, interrupt status %#x)", t.InterruptStatus())
 		}
+		// Only atomics here: a stop report must not wait on a lock that
+		// a stuck vCPU may hold (Core.Status takes the core's mutex).
 		states := c.RingStates()
 		if states == nil {
-			lines = append(lines, fmt.Sprintf("%s: not running (status %#x)", name, c.Status()))
+			lines = append(lines, name+": not running (no DRIVER_OK yet, or reset)")
 			continue
 		}
 		for q, st := range states {

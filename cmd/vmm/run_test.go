@@ -116,5 +116,5 @@ func TestSignalReportsWhereTheVCPUWas(t *testing.T) {
 	assert.Contains(t, out, "RIP 0x1000001 ", "the jmp after the cli\n%s", out)
 	assert.Contains(t, out, "(interrupts off)", out)
 	// And each device's queues: this guest never drove its disk.
-	assert.Contains(t, out, "vmm: stopped: virtio-block #0 (mmio, interrupt status 0x0): not running (status 0x0)", out)
+	assert.Contains(t, out, "vmm: stopped: virtio-block #0 (mmio, interrupt status 0x0): not running (no DRIVER_OK yet, or reset)", out)
 }
