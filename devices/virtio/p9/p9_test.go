@@ -79,8 +79,12 @@ func (r *rig) roundtrip(t testing.TB, msg []byte) []byte {
 // chainConn is the io.ReadWriteCloser p9's client talks to: each whole
 // T-message it writes goes through the device as one chain.
 type chainConn struct {
-	t    testing.TB
-	r    *rig
+	t testing.TB
+	r *rig
+	// wmu makes Write and Close exclusive: a finalizer's Tclunk that is
+	// in flight when the test's cleanup closes the connection completes
+	// before the device goes away, and later ones see shut.
+	wmu  sync.Mutex
 	mu   sync.Mutex
 	cond *sync.Cond
 	wbuf []byte
@@ -95,6 +99,8 @@ func newChainConn(t testing.TB, r *rig) *chainConn {
 }
 
 func (c *chainConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.mu.Lock()
 	shut := c.shut
 	c.mu.Unlock()
@@ -130,6 +136,8 @@ func (c *chainConn) Read(p []byte) (int, error) {
 }
 
 func (c *chainConn) Close() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.mu.Lock()
 	c.shut = true
 	c.cond.Broadcast()
