@@ -541,13 +541,7 @@ func BenchmarkRead256MiB(b *testing.B) {
 		require.NoError(b, err)
 	}
 	require.NoError(b, f.Close())
-	r := newRig(b, Config{HostDir: dir, Tag: "b", ReadOnly: true})
-	conn := newChainConn(b, r)
-	c, err := p9.NewClient(conn, p9.WithMessageSize(MaxMessage))
-	require.NoError(b, err)
-	defer c.Close()
-	rootf, err := c.Attach("/")
-	require.NoError(b, err)
+	rootf := benchRoot(b, dir)
 	_, file, err := rootf.Walk([]string{"big"})
 	require.NoError(b, err)
 	_, _, err = file.Open(p9.ReadOnly)
@@ -604,4 +598,18 @@ func TestXattrErrorsReachTheGuest(t *testing.T) {
 		require.Equal(t, byte(31), resp[4], "Rxattrwalk: %x", resp)
 		assert.EqualValues(t, 5, binary.LittleEndian.Uint64(resp[headerLen:]), "the value's size")
 	}
+}
+
+// benchRoot attaches p9's client to a read-only device over dir, for the
+// benchmarks.
+func benchRoot(b *testing.B, dir string) p9.File {
+	b.Helper()
+	r := newRig(b, Config{HostDir: dir, Tag: "b", ReadOnly: true})
+	conn := newChainConn(b, r)
+	c, err := p9.NewClient(conn, p9.WithMessageSize(MaxMessage))
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = c.Close(); _ = conn.Close() })
+	root, err := c.Attach("/")
+	require.NoError(b, err)
+	return root
 }
