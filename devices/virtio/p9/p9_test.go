@@ -146,7 +146,7 @@ func (c *chainConn) Close() error {
 }
 
 // client attaches p9's client to a fresh device over dir.
-func client(t *testing.T, dir string, ro bool) (p9.File, *rig) {
+func client(t testing.TB, dir string, ro bool) (p9.File, *rig) {
 	t.Helper()
 	r := newRig(t, Config{HostDir: dir, Tag: "t", ReadOnly: ro})
 	conn := newChainConn(t, r)
@@ -541,7 +541,7 @@ func BenchmarkRead256MiB(b *testing.B) {
 		require.NoError(b, err)
 	}
 	require.NoError(b, f.Close())
-	rootf := benchRoot(b, dir)
+	rootf, _ := client(b, dir, true)
 	_, file, err := rootf.Walk([]string{"big"})
 	require.NoError(b, err)
 	_, _, err = file.Open(p9.ReadOnly)
@@ -598,18 +598,4 @@ func TestXattrErrorsReachTheGuest(t *testing.T) {
 		require.Equal(t, byte(31), resp[4], "Rxattrwalk: %x", resp)
 		assert.EqualValues(t, 5, binary.LittleEndian.Uint64(resp[headerLen:]), "the value's size")
 	}
-}
-
-// benchRoot attaches p9's client to a read-only device over dir, for the
-// benchmarks.
-func benchRoot(b *testing.B, dir string) p9.File {
-	b.Helper()
-	r := newRig(b, Config{HostDir: dir, Tag: "b", ReadOnly: true})
-	conn := newChainConn(b, r)
-	c, err := p9.NewClient(conn, p9.WithMessageSize(MaxMessage))
-	require.NoError(b, err)
-	b.Cleanup(func() { _ = c.Close(); _ = conn.Close() })
-	root, err := c.Attach("/")
-	require.NoError(b, err)
-	return root
 }

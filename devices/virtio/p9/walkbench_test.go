@@ -15,7 +15,7 @@ func BenchmarkWalkGetattr(b *testing.B) {
 	dir := b.TempDir()
 	require.NoError(b, os.Mkdir(filepath.Join(dir, "d"), 0o755))
 	require.NoError(b, os.WriteFile(filepath.Join(dir, "d", "f"), []byte("x"), 0o644))
-	root := benchRoot(b, dir)
+	root, _ := client(b, dir, true)
 	b.ResetTimer()
 	for range b.N {
 		_, f, err := root.Walk([]string{"d", "f"})
