@@ -37,8 +37,11 @@ type Options struct {
 	// virtualization (tiny test guests only), like vmm run
 	// --allow-emulated.
 	AllowEmulated bool
-	Log           *Log           // nil: a log that discards everything
-	Metrics       *MetricsWriter // nil: fresh metrics, unconfigured
+	// EnablePCI puts the virtio devices on virtio-pci with MSI-X
+	// (Firecracker's --enable-pci) instead of virtio-mmio.
+	EnablePCI bool
+	Log       *Log           // nil: a log that discards everything
+	Metrics   *MetricsWriter // nil: fresh metrics, unconfigured
 }
 
 // Outcome is how the VM's run ended.
@@ -87,6 +90,7 @@ type Controller struct {
 func NewController(opts Options) *Controller {
 	c := &Controller{opts: opts, res: NewVMResources(), log: opts.Log, metrics: opts.Metrics,
 		done: make(chan struct{}), stopped: make(chan struct{})}
+	c.res.PCI = opts.EnablePCI
 	if c.log == nil {
 		c.log = NewLog(opts.ID, nil, LevelOff)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vmm-dev/vmm/devices/ratelimit"
+	"github.com/vmm-dev/vmm/machine"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -230,6 +231,31 @@ func TestDrivesAndCommandLine(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, b, cfg.Disks[0].Path)
 	assert.Equal(t, DefaultBootArgs+" root=/dev/vda rw", cfg.Cmdline, "Firecracker's default boot args")
+}
+
+// --enable-pci: the devices go on virtio-pci, Firecracker's default
+// command line loses its pci=off, and a client's boot_args that still
+// say pci=off are refused, since they would hide every device.
+func TestEnablePCI(t *testing.T) {
+	kernel := tempFile(t, "vmlinux", 64)
+	r := NewVMResources()
+	r.PCI = true
+	require.NoError(t, r.SetBootSource(BootSource{KernelImagePath: kernel}))
+	cfg, err := r.MachineConfig()
+	require.NoError(t, err)
+	assert.Equal(t, machine.TransportPCI, cfg.Transport)
+	assert.NotContains(t, strings.Fields(cfg.Cmdline), "pci=off")
+	assert.Contains(t, cfg.Cmdline, "reboot=k panic=1 nomodule")
+
+	require.NoError(t, r.SetBootSource(BootSource{KernelImagePath: kernel, BootArgs: ptr("console=ttyS0 pci=off")}))
+	_, err = r.MachineConfig()
+	assert.ErrorContains(t, err, "pci=off")
+
+	r.PCI = false
+	cfg, err = r.MachineConfig()
+	require.NoError(t, err)
+	assert.Equal(t, machine.Transport(""), cfg.Transport, "virtio-mmio, the default")
+	assert.Equal(t, "console=ttyS0 pci=off", cfg.Cmdline)
 }
 
 func TestBootSourceOpensFiles(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,6 +55,9 @@ type VMResources struct {
 	Vsock *Vsock
 	// Balloon is the memory balloon, if configured.
 	Balloon *Balloon
+	// PCI puts the virtio devices on virtio-pci (the process's
+	// --enable-pci): the VM's choice, not an API object.
+	PCI bool
 }
 
 // NewVMResources returns Firecracker's default configuration.
@@ -303,8 +307,16 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 		return machine.Config{}, fault("Cannot start microvm without kernel configuration.")
 	}
 	cmdline := DefaultBootArgs
-	if r.Boot.BootArgs != nil {
+	switch {
+	case r.Boot.BootArgs != nil:
 		cmdline = *r.Boot.BootArgs
+		if r.PCI && slices.Contains(strings.Fields(cmdline), "pci=off") {
+			return machine.Config{}, fault("boot_args has pci=off, which hides the virtio-pci devices that --enable-pci gives: drop it")
+		}
+	case r.PCI:
+		// Firecracker's default command line turns PCI off; with PCI
+		// enabled, Firecracker leaves that out.
+		cmdline = strings.Join(slices.DeleteFunc(strings.Fields(cmdline), func(w string) bool { return w == "pci=off" }), " ")
 	}
 	cfg := machine.Config{
 		Kernel:  r.Boot.KernelImagePath,
@@ -313,6 +325,9 @@ func (r *VMResources) MachineConfig() (machine.Config, error) {
 		Memory:  r.Machine.MemSizeMiB << 20,
 		// Diff snapshots read KVM's dirty log.
 		TrackDirtyPages: r.Machine.TrackDirtyPages,
+	}
+	if r.PCI {
+		cfg.Transport = machine.TransportPCI
 	}
 	if r.Boot.InitrdPath != nil {
 		cfg.Initrd = *r.Boot.InitrdPath
@@ -356,6 +371,7 @@ func restoredResources(cfg machine.Config) *VMResources {
 	r.Machine.VCPUCount = uint8(cfg.CPUs)
 	r.Machine.MemSizeMiB = cfg.Memory >> 20
 	r.Machine.TrackDirtyPages = cfg.TrackDirtyPages
+	r.PCI = cfg.Transport == machine.TransportPCI
 	for _, d := range cfg.Disks {
 		r.Drives = append(r.Drives, Drive{DriveID: d.ID, PathOnHost: d.Path, IsReadOnly: d.ReadOnly,
 			RateLimiter: rateLimiterOf(d.RateLimit)})

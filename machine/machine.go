@@ -18,6 +18,7 @@ import (
 	"github.com/vmm-dev/vmm/devices/virtio/blk"
 	vconsole "github.com/vmm-dev/vmm/devices/virtio/console"
 	"github.com/vmm-dev/vmm/devices/virtio/net"
+	virtiopci "github.com/vmm-dev/vmm/devices/virtio/pci"
 	"github.com/vmm-dev/vmm/devices/virtio/rng"
 	"github.com/vmm-dev/vmm/devices/virtio/vsock"
 	"github.com/vmm-dev/vmm/devices/vmgenid"
@@ -65,8 +66,10 @@ type Machine struct {
 	// buildVirtioDevices' order, whichever transport carries them.
 	cores        []*virtio.Core
 	balloonIndex int // the balloon's index in cores, when there is one
-	// mmioTransports carry the cores with virtio-mmio, in the same order.
+	// mmioTransports carry the cores with virtio-mmio, pciTransports
+	// with virtio-pci, in the same order.
 	mmioTransports []*virtio.MMIO
+	pciTransports  []*virtiopci.Transport
 	Image          *boot.Image
 
 	// dirtyBase: a Full snapshot or a restore happened, so KVM's dirty

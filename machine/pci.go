@@ -131,6 +131,7 @@ func (m *Machine) attachVirtioPCI(name string, slot int, dev virtio.Device) erro
 	}
 	m.onClose(t.Close)
 	m.cores = append(m.cores, t.Core())
+	m.pciTransports = append(m.pciTransports, t)
 	intx.pending = t.INTxPending
 	intx.start()
 	if err := h.bus.Add(slot, t); err != nil {

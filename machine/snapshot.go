@@ -9,11 +9,13 @@ import (
 
 	"github.com/vmm-dev/vmm/bus"
 	"github.com/vmm-dev/vmm/devices/i8042"
+	pcibus "github.com/vmm-dev/vmm/devices/pci"
 	"github.com/vmm-dev/vmm/devices/power"
 	"github.com/vmm-dev/vmm/devices/rtc"
 	"github.com/vmm-dev/vmm/devices/serial"
 	"github.com/vmm-dev/vmm/devices/virtio"
 	"github.com/vmm-dev/vmm/devices/virtio/balloon"
+	virtiopci "github.com/vmm-dev/vmm/devices/virtio/pci"
 	"github.com/vmm-dev/vmm/kvm"
 	"github.com/vmm-dev/vmm/memory"
 	"github.com/vmm-dev/vmm/snapshot"
@@ -67,7 +69,11 @@ const (
 	secVM      = "kvm-vm"
 	secVCPUs   = "vcpus"
 	secSerial  = "serial"
-	secVirtio  = "virtio-mmio"
+	// The virtio transports' state: virtio-mmio's, or virtio-pci's with
+	// the PCI bus's own (its host bridge).
+	secVirtio    = "virtio-mmio"
+	secVirtioPCI = "virtio-pci"
+	secPCIBus    = "pci-bus"
 	// secBalloon: the balloon's own state, when the VM has one.
 	secBalloon = "balloon"
 	// The legacy platform devices: the keyboard controller, the CMOS
@@ -91,6 +97,9 @@ type savedMachine struct {
 	Memory  uint64
 	NoACPI  bool
 	Regions []savedRegion
+	// Transport carries the virtio devices: virtio-pci puts them in the
+	// same slots with BARs where the guest's firmware tables say.
+	Transport Transport
 	// The virtio devices, rebuilt in the same order at the same slots:
 	// disks (their images are not in the snapshot: the same paths must
 	// hold the same data), NICs (with the MAC the guest knows) and the
@@ -164,12 +173,12 @@ func (m *Machine) Paused() bool {
 // returns "".
 func (m *Machine) snapshotBlocker() string {
 	switch {
-	case m.pci != nil:
-		return "the virtio-pci transport (its MSI-X state is not saved yet)"
 	case len(m.cfg.Shares) > 0:
+		// A shared directory's state is the host's open files and the
+		// guest's FUSE node IDs or 9p fids for them.
 		return "shared directories"
-	case len(m.mmioTransports) != len(m.cores):
-		return "a virtio device without a virtio-mmio transport"
+	case len(m.mmioTransports)+len(m.pciTransports) != len(m.cores):
+		return "a virtio device without a transport that saves it"
 	}
 	return ""
 }
@@ -272,7 +281,7 @@ func (m *Machine) saveState(version string) (*snapshot.File, error) {
 	}
 	// The devices as they are now: a disk's file and the rate limits may
 	// have changed since boot (PATCH /drives, /network-interfaces).
-	sm := savedMachine{CPUs: m.cfg.CPUs, Memory: m.cfg.Memory, NoACPI: m.cfg.NoACPI,
+	sm := savedMachine{CPUs: m.cfg.CPUs, Memory: m.cfg.Memory, NoACPI: m.cfg.NoACPI, Transport: m.cfg.Transport,
 		Vsock: m.cfg.Vsock, Balloon: m.cfg.Balloon, VMGenID: m.genID != nil}
 	for i, d := range m.cfg.Disks {
 		d.Path, d.RateLimit = m.disks[i].Path(), m.disks[i].Limiter().Config()
@@ -286,13 +295,9 @@ func (m *Machine) saveState(version string) (*snapshot.File, error) {
 	if e := m.cfg.Entropy; e != nil {
 		sm.Entropy = &Entropy{RateLimit: m.entropy.Limiter().Config()}
 	}
-	var transports []virtio.MMIOState
-	for _, t := range m.mmioTransports {
-		ts, err := t.Save()
-		if err != nil {
-			return nil, fmt.Errorf("snapshot: %w", err)
-		}
-		transports = append(transports, ts)
+	transports, err := m.saveTransports()
+	if err != nil {
+		return nil, err
 	}
 	for _, r := range m.mem.Regions() {
 		sm.Regions = append(sm.Regions, savedRegion{Base: uint64(r.Base), Size: uint64(len(r.Host))})
@@ -330,9 +335,10 @@ func (m *Machine) saveState(version string) (*snapshot.File, error) {
 	}
 	f := &snapshot.File{Header: hdr}
 	sections := []namedState{
-		{secMachine, sm}, {secVM, svm}, {secVCPUs, vcpus}, {secSerial, m.uart.Save()}, {secVirtio, transports},
+		{secMachine, sm}, {secVM, svm}, {secVCPUs, vcpus}, {secSerial, m.uart.Save()},
 		{secI8042, m.kbd.Save()}, {secRTC, m.rtc.Save()}, {secPower, savedPower{m.pm.Save(), m.resetCtl.Save()}},
 	}
+	sections = append(sections, transports...)
 	if m.balloon != nil {
 		sections = append(sections, namedState{secBalloon, m.balloon.Save()})
 	}
@@ -344,6 +350,75 @@ func (m *Machine) saveState(version string) (*snapshot.File, error) {
 		f.Sections = append(f.Sections, snapshot.Section{Name: s.name, Data: b})
 	}
 	return f, nil
+}
+
+// saveTransports returns the sections of the virtio transports.
+func (m *Machine) saveTransports() ([]namedState, error) {
+	if m.pci == nil {
+		var mmio []virtio.MMIOState
+		for _, t := range m.mmioTransports {
+			ts, err := t.Save()
+			if err != nil {
+				return nil, fmt.Errorf("snapshot: %w", err)
+			}
+			mmio = append(mmio, ts)
+		}
+		return []namedState{{secVirtio, mmio}}, nil
+	}
+	var pci []virtiopci.State
+	for _, t := range m.pciTransports {
+		ts, err := t.Save()
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+		pci = append(pci, ts)
+	}
+	return []namedState{{secVirtioPCI, pci}, {secPCIBus, m.pci.bus.Save()}}, nil
+}
+
+// savedTransports is the transport sections a restore reads.
+type savedTransports struct {
+	mmio []virtio.MMIOState
+	pci  []virtiopci.State
+	bus  pcibus.BusState
+}
+
+func (t *savedTransports) sections(tr Transport) []namedState {
+	if tr == TransportPCI {
+		return []namedState{{secVirtioPCI, &t.pci}, {secPCIBus, &t.bus}}
+	}
+	return []namedState{{secVirtio, &t.mmio}}
+}
+
+func (t *savedTransports) count(tr Transport) int {
+	if tr == TransportPCI {
+		return len(t.pci)
+	}
+	return len(t.mmio)
+}
+
+// restoreTransports loads the transports' state, last of all: a restored
+// device starts its workers and raises its pending interrupt into the
+// irqchip and local APICs restored before it. Under virtio-pci the bus
+// then decodes the restored BARs, which registers the notification
+// ioeventfds where the guest put them.
+func (m *Machine) restoreTransports(t *savedTransports) error {
+	for i, tr := range m.mmioTransports {
+		if err := tr.Restore(t.mmio[i]); err != nil {
+			return fmt.Errorf("virtio device %d: %w", i, err)
+		}
+	}
+	for i, tr := range m.pciTransports {
+		if err := tr.Restore(t.pci[i]); err != nil {
+			return fmt.Errorf("virtio device %d: %w", i, err)
+		}
+	}
+	if m.pci != nil {
+		if err := m.pci.bus.Restore(t.bus); err != nil {
+			return fmt.Errorf("%w: PCI bus: %w", ErrSnapshotState, err)
+		}
+	}
+	return nil
 }
 
 // hostHeader is the header a snapshot made on this host carries.
@@ -419,21 +494,25 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 		svm        savedVM
 		cpus       []*vcpu.State
 		uart       serial.State
-		transports []virtio.MMIOState
+		transports savedTransports
 		kbd        i8042.State
 		clock      rtc.State
 		pm         savedPower
 	)
 	for _, s := range []namedState{
-		{secMachine, &sm}, {secVM, &svm}, {secVCPUs, &cpus}, {secSerial, &uart}, {secVirtio, &transports},
+		{secMachine, &sm}, {secVM, &svm}, {secVCPUs, &cpus}, {secSerial, &uart},
 		{secI8042, &kbd}, {secRTC, &clock}, {secPower, &pm},
 	} {
-		b, ok := f.Section(s.name)
-		if !ok {
-			return nil, fmt.Errorf("%w: no %q section", ErrSnapshotState, s.name)
+		if err := readSection(f, s); err != nil {
+			return nil, err
 		}
-		if err := json.Unmarshal(b, s.v); err != nil {
-			return nil, fmt.Errorf("%w: section %q: %w", ErrSnapshotState, s.name, err)
+	}
+	if sm.Transport == "" {
+		sm.Transport = TransportMMIO
+	}
+	for _, s := range transports.sections(sm.Transport) {
+		if err := readSection(f, s); err != nil {
+			return nil, err
 		}
 	}
 	maxCPUs, err := m.sys.MaxVCPUs()
@@ -461,14 +540,14 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 			return nil, fmt.Errorf("%w: section %q: %w", ErrSnapshotState, secBalloon, err)
 		}
 	}
-	m.cfg = Config{Kernel: p.StatePath, CPUs: sm.CPUs, Memory: sm.Memory, NoACPI: sm.NoACPI,
+	m.cfg = Config{Kernel: p.StatePath, CPUs: sm.CPUs, Memory: sm.Memory, NoACPI: sm.NoACPI, Transport: sm.Transport,
 		Disks: sm.Disks, NICs: nics, Entropy: sm.Entropy, Vsock: vs, Balloon: sm.Balloon,
 		Console: p.Console, Progress: p.Progress, TrackDirtyPages: p.TrackDirtyPages}.withDefaults()
 	if err := m.cfg.validate(maxCPUs); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSnapshotState, err)
 	}
-	if n := m.cfg.virtioDevices(); n != len(transports) {
-		return nil, fmt.Errorf("%w: %d virtio device states for %d devices", ErrSnapshotState, len(transports), n)
+	if n, got := m.cfg.virtioDevices(), transports.count(sm.Transport); n != got {
+		return nil, fmt.Errorf("%w: %d virtio device states for %d devices", ErrSnapshotState, got, n)
 	}
 	mark("snapshot file")
 
@@ -502,7 +581,12 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 	if err := m.addPlatformDevices(); err != nil {
 		return nil, err
 	}
-	if _, err := m.addVirtioDevices(); err != nil {
+	if m.cfg.Transport == TransportPCI {
+		err = m.addVirtioPCIDevices()
+	} else {
+		_, err = m.addVirtioDevices()
+	}
+	if err != nil {
 		return nil, err
 	}
 	mark("devices")
@@ -555,12 +639,8 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 			return nil, err
 		}
 	}
-	// Last: a restored device starts its workers and raises its pending
-	// interrupt into the irqchip restored above.
-	for i, t := range m.mmioTransports {
-		if err := t.Restore(transports[i]); err != nil {
-			return nil, fmt.Errorf("virtio device %d: %w", i, err)
-		}
+	if err := m.restoreTransports(&transports); err != nil {
+		return nil, err
 	}
 	// The guest's vsock connections had host ends in another process:
 	// the guest drops them on this event.
@@ -581,6 +661,18 @@ func Restore(p RestoreParams) (_ *Machine, err error) {
 	m.dirtyBase = true
 	mark("vCPU and device state")
 	return m, nil
+}
+
+// readSection decodes the section s names into s.v.
+func readSection(f *snapshot.File, s namedState) error {
+	b, ok := f.Section(s.name)
+	if !ok {
+		return fmt.Errorf("%w: no %q section", ErrSnapshotState, s.name)
+	}
+	if err := json.Unmarshal(b, s.v); err != nil {
+		return fmt.Errorf("%w: section %q: %w", ErrSnapshotState, s.name, err)
+	}
+	return nil
 }
 
 // overrideNICs applies a restore's network overrides (iface_id to TAP).

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	pcibus "github.com/vmm-dev/vmm/devices/pci"
 	"github.com/vmm-dev/vmm/devices/ratelimit"
 	"github.com/vmm-dev/vmm/devices/vmgenid"
 	"github.com/vmm-dev/vmm/internal/testguest"
@@ -424,4 +425,57 @@ func TestSnapshotWithBalloon(t *testing.T) {
 	assert.Equal(t, uint32(1234), r.balloon.Target(), "the target set after boot")
 	assert.Equal(t, time.Second, r.balloon.StatsInterval())
 	require.NoError(t, r.Close())
+}
+
+// A VM on the virtio-pci transport is snapshotted and restored: the
+// functions' configuration spaces (as the guest's driver would have
+// programmed them: memory decoding and bus mastering on, MSI-X enabled)
+// come back in the same slots, and the restored guest runs on.
+func TestSnapshotWithVirtioPCI(t *testing.T) {
+	skipWithoutKVM(t)
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.img")
+	require.NoError(t, os.WriteFile(disk, make([]byte, 1<<20), 0o644))
+	m, done, cdir := startCounter(t, Config{Memory: 64 << 20, Transport: TransportPCI,
+		Disks: []Disk{{Path: disk}}, Entropy: &Entropy{}})
+	require.Len(t, m.pciTransports, 2)
+	for slot := uint8(1); slot <= 2; slot++ {
+		m.pci.bus.ConfigWrite(0, slot, 0, pcibus.RegCommand, []byte{byte(pcibus.CommandMemory | pcibus.CommandBusMaster), 0})
+		msix := msixCap(t, m.pciTransports[slot-1].Config().Bytes())
+		m.pci.bus.ConfigWrite(0, slot, 0, msix+2, []byte{0, 0x80})
+	}
+	m.Pause()
+	p := SnapshotParams{StatePath: filepath.Join(cdir, "vm.snap"), MemPath: filepath.Join(cdir, "vm.mem"), VMMVersion: "v"}
+	_, err := m.Snapshot(p)
+	require.NoError(t, err)
+	c1 := counter(t, m)
+	var before [][]byte
+	for _, tr := range m.pciTransports {
+		before = append(before, tr.Config().Bytes())
+	}
+	stop(t, m, done)
+
+	r, err := Restore(RestoreParams{StatePath: p.StatePath, MemPath: p.MemPath, VMMVersion: "v"})
+	require.NoError(t, err)
+	assert.Equal(t, TransportPCI, r.Config().Transport)
+	require.Len(t, r.pciTransports, 2)
+	for i, tr := range r.pciTransports {
+		assert.Equal(t, before[i], tr.Config().Bytes(), "function %d's configuration space", i+1)
+	}
+	rdone := runAsync(r)
+	r.Resume()
+	require.Eventually(t, func() bool { return counter(t, r) > c1 }, 10*time.Second, time.Millisecond)
+	stop(t, r, rdone)
+}
+
+// msixCap finds the MSI-X capability in a configuration space.
+func msixCap(t *testing.T, cfg []byte) uint16 {
+	t.Helper()
+	for p := uint16(cfg[pcibus.RegCapPointer]); p != 0; p = uint16(cfg[p+1]) {
+		if cfg[p] == pcibus.CapMSIX {
+			return p
+		}
+	}
+	t.Fatal("no MSI-X capability")
+	return 0
 }

@@ -63,7 +63,7 @@ var fcFlags = []fcFlag{
 	{"parent-cpu-time-us", "Parent process CPU time, from the jailer (accepted, unused).", true},
 	{"metadata", "MMDS content file (MMDS is not supported yet: refused).", true},
 	{"mmds-size-limit", "MMDS size limit (accepted, unused).", true},
-	{"enable-pci", "PCIe support (not supported yet: refused).", false},
+	{"enable-pci", "Put the virtio devices on PCI (virtio-pci with MSI-X) instead of virtio-mmio; drops pci=off from the default boot arguments.", false},
 	{"snapshot-version", "Print the snapshot data format version (not supported yet).", false},
 	{"describe-snapshot", "Print a snapshot's data format version (not supported yet).", true},
 }
@@ -173,6 +173,7 @@ type fcRun struct {
 	logger        api.Logger
 	metricsPath   string
 	allowEmulated bool
+	enablePCI     bool
 	console       io.Writer
 	consoleInput  string
 	// load, when set, restores a snapshot at start (vmm restore).
@@ -200,7 +201,6 @@ func runFirecracker(args []string) int {
 	}
 	for _, refused := range []struct{ flag, why string }{
 		{"metadata", "MMDS is not supported yet"},
-		{"enable-pci", "PCIe devices are not supported yet"},
 		{"snapshot-version", "--snapshot-version is not supported yet"},
 		{"describe-snapshot", "--describe-snapshot is not supported yet"},
 		{"module", "log module filters are not supported yet"},
@@ -220,6 +220,7 @@ func runFirecracker(args []string) int {
 	if v, ok := got["api-sock"]; ok {
 		r.socket = v
 	}
+	_, r.enablePCI = got["enable-pci"]
 	if _, ok := got["no-api"]; ok {
 		r.socket = ""
 	}
@@ -275,7 +276,7 @@ func (r fcRun) serve() int {
 	metrics := api.NewMetricsWriter()
 	defer metrics.Close()
 	ctl := api.NewController(api.Options{ID: r.id, Version: FirecrackerVersion, Console: r.console,
-		ConsoleInput: r.consoleInput, AllowEmulated: r.allowEmulated, Log: log, Metrics: metrics})
+		ConsoleInput: r.consoleInput, AllowEmulated: r.allowEmulated, EnablePCI: r.enablePCI, Log: log, Metrics: metrics})
 	if r.logger != (api.Logger{}) {
 		if err := ctl.ConfigureLogger(r.logger); err != nil {
 			return fail(exitGenericError, err)

@@ -132,3 +132,32 @@ func TestSnapshotRestoreInNewProcesses(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, string(out), "truncated")
 }
+
+// Firecracker's --enable-pci: a VM whose disk is a virtio-pci function
+// is snapshotted and restored in a new process, which counts on.
+func TestSnapshotRestoreWithEnablePCI(t *testing.T) {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		t.Skip("no /dev/kvm")
+	}
+	bin := buildVMM(t)
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.img")
+	require.NoError(t, os.WriteFile(disk, make([]byte, 1<<20), 0o600))
+	cfg := filepath.Join(dir, "vm.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`{"boot-source":{"kernel_image_path":%q},
+		"machine-config":{"vcpu_count":1,"mem_size_mib":64},
+		"drives":[{"drive_id":"data","path_on_host":%q,"is_root_device":false,"is_read_only":true}]}`,
+		codeELF(t, counterGuest), disk)), 0o600))
+	sock := filepath.Join(dir, "first.sock")
+	first, _ := startVMM(t, sock, bin, "firecracker", "--enable-pci", "--api-sock", sock, "--config-file", cfg)
+	state, mem := filepath.Join(dir, "vm.snap"), filepath.Join(dir, "vm.mem")
+	c1 := snapUntil(t, bin, sock, state, mem, 0)
+	require.NoError(t, first.Process.Signal(syscall.SIGTERM))
+	_ = first.Wait()
+
+	s := filepath.Join(dir, "clone.sock")
+	startVMM(t, s, bin, "restore", "--snapshot-path", state, "--mem-file-path", mem,
+		"--api-sock", s, "--console", "none", "--allow-emulated")
+	c2 := snapUntil(t, bin, s, filepath.Join(dir, "clone.snap"), filepath.Join(dir, "clone.mem"), c1)
+	assert.Greater(t, c2, c1)
+}

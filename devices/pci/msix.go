@@ -62,6 +62,10 @@ type MSIX struct {
 	tableOff uint32
 	pbaOff   uint32
 	bad      bool // a garbage message was logged
+	// cfg and capOff are where Install put the capability, whose
+	// Message Control a restore reads.
+	cfg    *Config
+	capOff uint16
 }
 
 // NewMSIX returns MSI-X with one vector per route, all masked, MSI-X
@@ -109,6 +113,7 @@ func (x *MSIX) Install(c *Config, bar int, tableOff, pbaOff uint32) (uint16, err
 	if err != nil {
 		return 0, err
 	}
+	x.cfg, x.capOff = c, off
 	err = c.AddHook(Hook{Offset: off + 2, Len: 2, Write: func(_ uint16, _ []byte, _ []byte) {
 		// The stored Message Control decides; read it back whole,
 		// since a byte write may have changed only one half.
