@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -106,8 +107,9 @@ var kvmGuestGroup = &group{
 	timeout:     12 * time.Minute,
 	stepTimeout: 180 * time.Second,
 	guestScripts: map[string]string{
-		"kvmguestpci":  kvmGuestPCI,
-		"kvmguestmmio": kvmGuestMMIO,
+		"kvmguestpci":     kvmGuestPCI,
+		"kvmguestmmio":    kvmGuestMMIO,
+		"kvmguestcounter": kvmGuestCounter,
 	},
 	script: `
 tunctl -t tapk > /dev/null
@@ -132,8 +134,65 @@ metric kvmguest-run written=$(cat "$WORK/kcwd/out.txt" 2>/dev/null); cd /
 ` + kvmGuestCommand("kvmguest-kill9", "", `sh -c 'kill -9 $$'`) + `
 ` + kvmGuestCommand("kvmguest-timeout", "--timeout 15s", "sleep 600") + `
 ` + kvmGuestCommand("kvmguest-panic", "", `sh -c 'echo c > /proc/sysrq-trigger; sleep 30'`) + `
+` + snapshotScript + kvmGuestSnapshotScript + `
+kvmsnapstep kvmguest-snapshot
 `,
 }
+
+// kvmGuestCounter: each second a count, a read of a fresh 4 KiB of the
+// disk (256 KiB further on each time, past the readahead window: a
+// virtio-blk request over PCI), and how often the kernel said it reseeded
+// its RNG for a VM fork. It first waits for the RNG to be initialized,
+// since Linux reseeds (and says so) only then.
+const kvmGuestCounter = `head -c 1 /dev/random > /dev/null
+i=0
+while [ $i -lt 600 ]; do
+	i=$((i+1))
+	d=$(dd if=/dev/vda bs=4096 count=1 skip=$((i * 64)) 2>/dev/null | md5sum | cut -c1-8)
+	r=$(dmesg | grep -c 'reseeded due to virtual machine fork')
+	echo "counter $i disk=$d reseed=$r"
+	sleep 1
+done
+`
+
+// kvmGuestSnapshotScript: kvmsnapstep NAME boots the counter guest on the
+// kvm_guest kernel through ` + "`vmm firecracker --enable-pci`" + ` (so its disk
+// is a virtio-pci function: the kernel has no virtio-mmio), snapshots it
+// and restores it in a new process.
+const kvmGuestSnapshotScript = `
+kvmsnapstep() {
+	local step=$1 d="$WORK/$1" rc=0
+	mkdir -p "$d"
+	truncate -s 256M "$d/disk.img"
+	cat > "$d/vm.json" <<JSON
+{"boot-source": {"kernel_image_path": "$DATA/kvmguest-bzImage", "initrd_path": "$GUEST_INITRD", "boot_args": "$(guest_cmdline kvmguestcounter) $GUEST_QUIET"},
+ "machine-config": {"vcpu_count": 2, "mem_size_mib": 256},
+ "drives": [{"drive_id": "data", "path_on_host": "$d/disk.img", "is_root_device": false, "is_read_only": true}]}
+JSON
+	echo "@@STEP name=$step begin"
+	local start=$(uptime_ms)
+	"$VMM" firecracker --enable-pci --api-sock "$d/a.sock" --config-file "$d/vm.json" < /dev/null > "$d/a.out" 2> "$d/a.err" &
+	local pid=$!
+	wait_count "$d/a.out" 3 100 || rc=10
+	"$VMM" snapshot create --api-sock "$d/a.sock" --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" --leave-paused || rc=11
+	local paused=$(last_count "$d/a.out")
+	kill "$pid"; wait "$pid"
+	"$VMM" restore --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" < /dev/null > "$d/r1.out" 2> "$d/r1.err" &
+	local p1=$!
+	wait_count "$d/r1.out" $(( paused + 3 )) 40 || rc=14
+	kill "$p1"; wait "$p1"
+	echo "--- origin"; cat "$d/a.out"; cat "$d/a.err"
+	echo "--- restored"; cat "$d/r1.out"; cat "$d/r1.err"
+	local after=$(sed -n "/counter $(( paused + 1 )) /,\$p" "$d/r1.out")
+	metric "$step" paused=$paused restored_first=$(first_count "$d/r1.out") restored_last=$(last_count "$d/r1.out") \
+		origin_reseed=$(last_value "$d/a.out" reseed) restored_reseed=$(last_value "$d/r1.out" reseed) \
+		restored_disk_lines=$(echo "$after" | grep -c 'disk=[0-9a-f]')
+	rm -f "$d/vm.mem" "$d/disk.img"
+	echo
+	echo "@@RESULT name=$step rc=$rc ms=$(( $(uptime_ms) - start )) timedout=0"
+	[ $rc -eq 0 ] || vmm_error "$step" "$d/a.err" "$d/r1.err"
+}
+`
 
 // kvmGuestKernel returns the kvm_guest kernel, building it (once, 10 to
 // 35 minutes) when `make prepare` has not.
@@ -211,6 +270,27 @@ func TestPCIKVMGuestKernelHasNoMMIODisk(t *testing.T) {
 	s := kvmGuestGroupFor(t).step(t, "kvmguest-mmio")
 	requireCleanExit(t, s, "vmm guest: poweroff -f")
 	assert.Equal(t, "0", s.Values["vda"], "a kernel without CONFIG_VIRTIO_MMIO sees no disk over --transport mmio\n%s", s.Describe())
+}
+
+// A kernel developer's kernel, snapshotted over virtio-pci and restored
+// in a new process: it counts on from the snapshot, its disk answers, and
+// the VM generation ID's change makes it reseed its RNG (CONFIG_VMGENID),
+// which the VM that was snapshotted never did.
+func TestSnapshotKVMGuestKernelOverPCI(t *testing.T) {
+	s := kvmGuestGroupFor(t).step(t, "kvmguest-snapshot")
+	require.Equal(t, 0, s.RC, s.Describe())
+	v := map[string]int{}
+	for _, k := range []string{"paused", "restored_first", "restored_last", "origin_reseed", "restored_reseed", "restored_disk_lines"} {
+		n, err := strconv.Atoi(strings.TrimSpace(s.Values[k]))
+		require.NoError(t, err, "metric %s=%q\n%s", k, s.Values[k], s.Describe())
+		v[k] = n
+	}
+	t.Logf("kvmguest-snapshot: %v", v)
+	assert.Equal(t, v["paused"]+1, v["restored_first"], "the restored guest goes on from the snapshot's count")
+	assert.Greater(t, v["restored_last"], v["restored_first"])
+	assert.Positive(t, v["restored_disk_lines"], "disk reads over virtio-pci work after the restore")
+	assert.Equal(t, 0, v["origin_reseed"], "the booted VM never reseeded for a fork")
+	assert.Equal(t, 1, v["restored_reseed"], "the restored VM reseeded once, for its new generation ID")
 }
 
 // TestRunCommandKVMGuestKernel: `vmm run -k bzImage -- CMD` with a
