@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -171,16 +170,12 @@ kvmsnapstep() {
 JSON
 	echo "@@STEP name=$step begin"
 	local start=$(uptime_ms)
-	"$VMM" firecracker --enable-pci --api-sock "$d/a.sock" --config-file "$d/vm.json" < /dev/null > "$d/a.out" 2> "$d/a.err" &
-	local pid=$!
-	wait_count "$d/a.out" 3 100 || rc=10
+	local pid
+	start_origin "$d" --enable-pci || rc=10
 	"$VMM" snapshot create --api-sock "$d/a.sock" --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" --leave-paused || rc=11
 	local paused=$(last_count "$d/a.out")
 	kill "$pid"; wait "$pid"
-	"$VMM" restore --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" < /dev/null > "$d/r1.out" 2> "$d/r1.err" &
-	local p1=$!
-	wait_count "$d/r1.out" $(( paused + 3 )) 40 || rc=14
-	kill "$p1"; wait "$p1"
+	run_clone "$d/r1.out" $(( paused + 3 )) 40 --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" || rc=14
 	echo "--- origin"; cat "$d/a.out"; cat "$d/a.err"
 	echo "--- restored"; cat "$d/r1.out"; cat "$d/r1.err"
 	local after=$(sed -n "/counter $(( paused + 1 )) /,\$p" "$d/r1.out")
@@ -279,12 +274,7 @@ func TestPCIKVMGuestKernelHasNoMMIODisk(t *testing.T) {
 func TestSnapshotKVMGuestKernelOverPCI(t *testing.T) {
 	s := kvmGuestGroupFor(t).step(t, "kvmguest-snapshot")
 	require.Equal(t, 0, s.RC, s.Describe())
-	v := map[string]int{}
-	for _, k := range []string{"paused", "restored_first", "restored_last", "origin_reseed", "restored_reseed", "restored_disk_lines"} {
-		n, err := strconv.Atoi(strings.TrimSpace(s.Values[k]))
-		require.NoError(t, err, "metric %s=%q\n%s", k, s.Values[k], s.Describe())
-		v[k] = n
-	}
+	v := intMetrics(t, s, "paused", "restored_first", "restored_last", "origin_reseed", "restored_reseed", "restored_disk_lines")
 	t.Logf("kvmguest-snapshot: %v", v)
 	assert.Equal(t, v["paused"]+1, v["restored_first"], "the restored guest goes on from the snapshot's count")
 	assert.Greater(t, v["restored_last"], v["restored_first"])

@@ -85,6 +85,26 @@ wait_count() {
 	done
 	return 1
 }
+# start_origin DIR [FLAGS...]: vmm firecracker FLAGS boots DIR/vm.json
+# behind DIR/a.sock, its console in DIR/a.out and its log in DIR/a.err;
+# sets pid; fails if the guest never counts to 3.
+start_origin() {
+	local d=$1; shift
+	"$VMM" firecracker "$@" --api-sock "$d/a.sock" --config-file "$d/vm.json" < /dev/null > "$d/a.out" 2> "$d/a.err" &
+	pid=$!
+	wait_count "$d/a.out" 3 100
+}
+# run_clone OUT COUNT SECONDS [FLAGS...]: vmm restore FLAGS, its console in
+# OUT and its log beside it (.err), until OUT shows counter COUNT or SECONDS
+# pass (then it fails); the clone is stopped either way.
+run_clone() {
+	local out=$1 n=$2 secs=$3 p r=0; shift 3
+	"$VMM" restore "$@" < /dev/null > "$out" 2> "${out%.out}.err" &
+	p=$!
+	wait_count "$out" "$n" "$secs" || r=1
+	kill "$p"; wait "$p"
+	return $r
+}
 snapstep() {
 	local step=$1 cpus=$2 d="$WORK/$1" rc=0
 	mkdir -p "$d"
@@ -94,9 +114,8 @@ snapstep() {
 JSON
 	echo "@@STEP name=$step begin"
 	local start=$(uptime_ms)
-	"$VMM" firecracker --api-sock "$d/a.sock" --config-file "$d/vm.json" < /dev/null > "$d/a.out" 2> "$d/a.err" &
-	local pid=$!
-	wait_count "$d/a.out" 3 100 || { rc=10; echo "@@ERROR name=$step the guest never counted to 3"; }
+	local pid
+	start_origin "$d" || { rc=10; echo "@@ERROR name=$step the guest never counted to 3"; }
 	local t0=$(uptime_ms)
 	"$VMM" snapshot create --api-sock "$d/a.sock" --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" --leave-paused || rc=11
 	local t1=$(uptime_ms)
@@ -159,9 +178,8 @@ snapdevstep() {
 JSON
 	echo "@@STEP name=$step begin"
 	local start=$(uptime_ms)
-	"$VMM" firecracker $fcargs --api-sock "$d/a.sock" --config-file "$d/vm.json" < /dev/null > "$d/a.out" 2> "$d/a.err" &
-	local pid=$!
-	wait_count "$d/a.out" 3 100 || rc=10
+	local pid
+	start_origin "$d" $fcargs || rc=10
 	"$VMM" snapshot create --api-sock "$d/a.sock" --snapshot-path "$d/vm.snap" --mem-file-path "$d/vm.mem" || rc=11
 	local paused=$(last_count "$d/a.out") snap="$d/vm.snap" diff_kb=0
 	if [ "$mode" = diff ]; then
@@ -181,10 +199,7 @@ JSON
 	local mac=$(cat /sys/class/net/tap0/address)
 	tunctl -d tap0 > /dev/null
 	tunctl -t tap1 > /dev/null; ip link set tap1 address "$mac"; ip addr add 172.30.0.1/24 dev tap1; ip link set tap1 up
-	"$VMM" restore --snapshot-path "$snap" --mem-file-path "$d/vm.mem" --network-override eth0=tap1 < /dev/null > "$d/r1.out" 2> "$d/r1.err" &
-	local p1=$!
-	wait_count "$d/r1.out" $(( paused + 4 )) 40 || rc=14
-	kill "$p1"; wait "$p1"
+	run_clone "$d/r1.out" $(( paused + 4 )) 40 --snapshot-path "$snap" --mem-file-path "$d/vm.mem" --network-override eth0=tap1 || rc=14
 	tunctl -d tap1 > /dev/null
 	echo "--- origin"; cat "$d/a.out"; cat "$d/a.err"
 	echo "--- restored on tap1"; cat "$d/r1.out"; cat "$d/r1.err"
@@ -215,9 +230,8 @@ snapdiffstep() {
 JSON
 	echo "@@STEP name=$step begin"
 	local start=$(uptime_ms)
-	"$VMM" firecracker --api-sock "$d/a.sock" --config-file "$d/vm.json" < /dev/null > "$d/a.out" 2> "$d/a.err" &
-	local pid=$!
-	wait_count "$d/a.out" 3 100 || rc=10
+	local pid
+	start_origin "$d" || rc=10
 	"$VMM" snapshot create --api-sock "$d/a.sock" --snapshot-path "$d/full.snap" --mem-file-path "$d/full.mem" || rc=11
 	local full_count=$(last_count "$d/a.out")
 	wait_count "$d/a.out" $(( full_count + 3 )) 20 || rc=12
@@ -226,10 +240,7 @@ JSON
 	kill "$pid"; wait "$pid"
 	local full_kb=$(du -k "$d/full.mem" | cut -f1) diff_kb=$(du -k "$d/diff.mem" | cut -f1)
 	"$VMM" snapshot merge "$d/full.mem" "$d/diff.mem" || rc=14
-	"$VMM" restore --snapshot-path "$d/diff.snap" --mem-file-path "$d/full.mem" < /dev/null > "$d/r1.out" 2> "$d/r1.err" &
-	local p1=$!
-	wait_count "$d/r1.out" $(( paused + 3 )) 30 || rc=15
-	kill "$p1"; wait "$p1"
+	run_clone "$d/r1.out" $(( paused + 3 )) 30 --snapshot-path "$d/diff.snap" --mem-file-path "$d/full.mem" || rc=15
 	echo "--- origin"; cat "$d/a.out"; cat "$d/a.err"
 	echo "--- restored from full + diff"; cat "$d/r1.out"; cat "$d/r1.err"
 	metric "$step" full_count=$full_count paused=$paused full_kb=$full_kb diff_kb=$diff_kb \
@@ -248,12 +259,7 @@ JSON
 func TestSnapshotDiffRestoresTheLaterState(t *testing.T) {
 	s := snapshotGroup.step(t, "snapshot-diff")
 	require.Equal(t, 0, s.RC, s.Describe())
-	v := map[string]int{}
-	for _, k := range []string{"full_count", "paused", "full_kb", "diff_kb", "restored_first", "restored_last"} {
-		n, err := strconv.Atoi(strings.TrimSpace(s.Values[k]))
-		require.NoError(t, err, "metric %s=%q\n%s", k, s.Values[k], s.Describe())
-		v[k] = n
-	}
+	v := intMetrics(t, s, "full_count", "paused", "full_kb", "diff_kb", "restored_first", "restored_last")
 	t.Logf("metric: snapshot-diff: Full %d KiB at count %d, Diff %d KiB at count %d; restored from %d to %d",
 		v["full_kb"], v["full_count"], v["diff_kb"], v["paused"], v["restored_first"], v["restored_last"])
 	assert.Greater(t, v["paused"], v["full_count"], "the Diff is of a later state")
@@ -293,15 +299,23 @@ func TestSnapshotRestoreLinuxWithVirtioPCI(t *testing.T) {
 	assert.Positive(t, n, "the drivers use MSI-X vectors")
 }
 
-func checkSnapshotDevices(t *testing.T, step string) *sandbox.Step {
-	s := snapshotGroup.step(t, step)
-	require.Equal(t, 0, s.RC, s.Describe())
+// intMetrics reads the step's metrics of keys as integers; a missing or
+// malformed one fails the test with the step's output.
+func intMetrics(t *testing.T, s *sandbox.Step, keys ...string) map[string]int {
+	t.Helper()
 	v := map[string]int{}
-	for _, k := range []string{"paused", "restored_first", "restored_last", "restored_net_ok", "restored_net_fail", "restored_disk_lines"} {
+	for _, k := range keys {
 		n, err := strconv.Atoi(strings.TrimSpace(s.Values[k]))
 		require.NoError(t, err, "metric %s=%q\n%s", k, s.Values[k], s.Describe())
 		v[k] = n
 	}
+	return v
+}
+
+func checkSnapshotDevices(t *testing.T, step string) *sandbox.Step {
+	s := snapshotGroup.step(t, step)
+	require.Equal(t, 0, s.RC, s.Describe())
+	v := intMetrics(t, s, "paused", "restored_first", "restored_last", "restored_net_ok", "restored_net_fail", "restored_disk_lines")
 	t.Logf("%s: %v", step, v)
 	assert.Equal(t, v["paused"]+1, v["restored_first"], "the restored guest goes on from the snapshot's count")
 	assert.Greater(t, v["restored_last"], v["restored_first"]+2)
@@ -313,14 +327,9 @@ func checkSnapshotDevices(t *testing.T, step string) *sandbox.Step {
 func snapshotStep(t *testing.T, name string) map[string]int {
 	s := snapshotGroup.step(t, name)
 	require.Equal(t, 0, s.RC, s.Describe())
-	v := map[string]int{}
-	for _, k := range []string{"paused", "after_pause", "resumed", "clone1_first", "clone1_last",
+	v := intMetrics(t, s, "paused", "after_pause", "resumed", "clone1_first", "clone1_last",
 		"clone2_first", "clone2_last", "snapshot_ms", "mem_file_kb", "state_bytes",
-		"clone1_rss_kb", "clone1_pss_kb", "clone2_pss_kb"} {
-		n, err := strconv.Atoi(strings.TrimSpace(s.Values[k]))
-		require.NoError(t, err, "metric %s=%q\n%s", k, s.Values[k], s.Describe())
-		v[k] = n
-	}
+		"clone1_rss_kb", "clone1_pss_kb", "clone2_pss_kb")
 	t.Logf("%s: %v; snapshot load (PUT /snapshot/load) took %s and %s", name, v, s.Values["clone1_load"], s.Values["clone2_load"])
 	checkGenerationIDs(t, s.Values)
 	return v
