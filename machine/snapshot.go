@@ -355,25 +355,34 @@ func (m *Machine) saveState(version string) (*snapshot.File, error) {
 // saveTransports returns the sections of the virtio transports.
 func (m *Machine) saveTransports() ([]namedState, error) {
 	if m.pci == nil {
-		var mmio []virtio.MMIOState
-		for _, t := range m.mmioTransports {
-			ts, err := t.Save()
-			if err != nil {
-				return nil, fmt.Errorf("snapshot: %w", err)
-			}
-			mmio = append(mmio, ts)
-		}
-		return []namedState{{secVirtio, mmio}}, nil
+		mmio, err := saveEach[virtio.MMIOState](m.mmioTransports)
+		return []namedState{{secVirtio, mmio}}, err
 	}
-	var pci []virtiopci.State
-	for _, t := range m.pciTransports {
-		ts, err := t.Save()
+	pci, err := saveEach[virtiopci.State](m.pciTransports)
+	return []namedState{{secVirtioPCI, pci}, {secPCIBus, m.pci.bus.Save()}}, err
+}
+
+// saveEach saves each transport, in order.
+func saveEach[S any, T interface{ Save() (S, error) }](ts []T) ([]S, error) {
+	var states []S
+	for _, t := range ts {
+		s, err := t.Save()
 		if err != nil {
 			return nil, fmt.Errorf("snapshot: %w", err)
 		}
-		pci = append(pci, ts)
+		states = append(states, s)
 	}
-	return []namedState{{secVirtioPCI, pci}, {secPCIBus, m.pci.bus.Save()}}, nil
+	return states, nil
+}
+
+// restoreEach restores each transport from its state, in order.
+func restoreEach[S any, T interface{ Restore(S) error }](ts []T, states []S) error {
+	for i, t := range ts {
+		if err := t.Restore(states[i]); err != nil {
+			return fmt.Errorf("virtio device %d: %w", i, err)
+		}
+	}
+	return nil
 }
 
 // savedTransports is the transport sections a restore reads.
@@ -403,20 +412,14 @@ func (t *savedTransports) count(tr Transport) int {
 // then decodes the restored BARs, which registers the notification
 // ioeventfds where the guest put them.
 func (m *Machine) restoreTransports(t *savedTransports) error {
-	for i, tr := range m.mmioTransports {
-		if err := tr.Restore(t.mmio[i]); err != nil {
-			return fmt.Errorf("virtio device %d: %w", i, err)
-		}
+	if m.pci == nil {
+		return restoreEach(m.mmioTransports, t.mmio)
 	}
-	for i, tr := range m.pciTransports {
-		if err := tr.Restore(t.pci[i]); err != nil {
-			return fmt.Errorf("virtio device %d: %w", i, err)
-		}
+	if err := restoreEach(m.pciTransports, t.pci); err != nil {
+		return err
 	}
-	if m.pci != nil {
-		if err := m.pci.bus.Restore(t.bus); err != nil {
-			return fmt.Errorf("%w: PCI bus: %w", ErrSnapshotState, err)
-		}
+	if err := m.pci.bus.Restore(t.bus); err != nil {
+		return fmt.Errorf("%w: PCI bus: %w", ErrSnapshotState, err)
 	}
 	return nil
 }
