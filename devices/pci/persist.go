@@ -28,7 +28,7 @@ func (c *Config) Save() ConfigState { return ConfigState{Bytes: c.Bytes()} }
 // read-only bit must be the one this function has, the guest-writable
 // ones are taken from s. No hook runs; the owner of a hooked register
 // restores what it mirrors (MSIX.Restore). The bus decodes the restored
-// BARs at its Remap.
+// BARs at its Restore.
 func (c *Config) Restore(s ConfigState) error {
 	if len(s.Bytes) != ConfigSize {
 		return fmt.Errorf("%w: %d bytes of configuration space, want %d", ErrState, len(s.Bytes), ConfigSize)
@@ -82,20 +82,16 @@ func (x *MSIX) Restore(s MSIXState) error {
 	if err := x.Validate(s); err != nil {
 		return err
 	}
-	var ctl uint16
-	{
-		c := x.cfg
-		c.mu.Lock()
-		ctl = binary.LittleEndian.Uint16(c.b[x.capOff+2:])
-		c.mu.Unlock()
-	}
+	var mc [2]byte
+	x.cfg.Read(x.capOff+2, mc[:])
+	ctl := binary.LittleEndian.Uint16(mc[:])
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	copy(x.table, s.Table)
 	for v := range x.routes {
 		// Only the mask bit of Vector Control is defined (§6.8.2.9).
-		ctl := x.table[v*MSIXEntrySize+msixEntryVectorCtl:]
-		binary.LittleEndian.PutUint32(ctl, binary.LittleEndian.Uint32(ctl)&msixEntryCtrlMask)
+		vc := x.table[v*MSIXEntrySize+msixEntryVectorCtl:]
+		binary.LittleEndian.PutUint32(vc, binary.LittleEndian.Uint32(vc)&msixEntryCtrlMask)
 	}
 	copy(x.pending, s.Pending)
 	clear(x.isRouted)
