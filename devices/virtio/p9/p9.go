@@ -10,7 +10,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -156,7 +155,7 @@ func (d *P9) Reset() {
 	case <-time.After(stopGrace):
 		slog.Warn("virtio-9p: a request outlived the device reset; its files stay open", "tag", d.cfg.Tag)
 		idle = false
-		_ = d.conn.respR.Close() // ends the worker's wait; io.Pipe's Close never fails
+		d.conn.replies.shut() // ends the worker's wait
 		<-stopped
 	}
 	d.conn.close(idle)
@@ -170,7 +169,7 @@ func (d *P9) Close() error {
 }
 
 // conn is one 9P session: the server reads T-messages from reqs and
-// writes R-messages to a pipe. Chains are served one at a time, so the
+// writes R-messages to replies. Chains are served one at a time, so the
 // next R-message is always the answer to the current chain's T-message.
 //
 // The session is never ended through the server: hugelgupf/p9's
@@ -179,23 +178,22 @@ func (d *P9) Close() error {
 // server is left waiting for a message that never comes, and the files
 // it holds are closed here, when no handler runs.
 type conn struct {
-	s     *share
-	reqs  *msgReader
-	respR *io.PipeReader
-	done  chan struct{} // closed if the server's Handle returns
-	msize uint32        // negotiated in Tversion; MaxMessage until then
-	req   []byte
-	resp  []byte
+	s       *share
+	reqs    *msgReader
+	replies *replyWriter
+	done    chan struct{} // closed if the server's Handle returns
+	msize   uint32        // negotiated in Tversion; MaxMessage until then
+	req     []byte
 }
 
 func newConn(s *share, tag string) *conn {
-	respR, respW := io.Pipe()
-	c := &conn{s: s, reqs: &msgReader{ch: make(chan []byte)}, respR: respR, done: make(chan struct{}), msize: MaxMessage}
+	c := &conn{s: s, reqs: &msgReader{ch: make(chan []byte)}, replies: newReplyWriter(),
+		done: make(chan struct{}), msize: MaxMessage}
 	server := p9.NewServer(s, p9.WithServerLogger(logger{tag: tag}))
 	go func() {
 		defer close(c.done)
 		// Handle returns only if the server fails on its own.
-		if err := server.Handle(c.reqs, respW); err != nil {
+		if err := server.Handle(c.reqs, c.replies); err != nil {
 			slog.Debug("virtio-9p server", "tag", tag, "err", err)
 		}
 	}()
@@ -206,7 +204,7 @@ func newConn(s *share, tag string) *conn {
 // so the files can be closed without one using a descriptor number that
 // is gone (and perhaps reused).
 func (c *conn) close(idle bool) {
-	_ = c.respR.Close() // io.Pipe's Close never fails
+	c.replies.shut()
 	if idle {
 		c.s.closeAll()
 	}
@@ -271,36 +269,29 @@ func (c *conn) serve(ch *virtio.Chain) (uint32, error) {
 	case <-c.done:
 		return 0, fmt.Errorf("%w: connection closed", ErrServer)
 	}
-	var hdr [headerLen]byte
-	if _, err := io.ReadFull(c.respR, hdr[:]); err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrServer, err)
+	resp, err := c.replies.next()
+	if err != nil {
+		return 0, err
 	}
-	rsize := binary.LittleEndian.Uint32(hdr[0:])
-	if rsize < headerLen || rsize > MaxMessage+headerLen {
-		return 0, fmt.Errorf("%w: reply of %d bytes", ErrServer, rsize)
-	}
-	c.resp = append(c.resp[:0], hdr[:]...)
-	c.resp = append(c.resp, make([]byte, rsize-headerLen)...)
-	if _, err := io.ReadFull(c.respR, c.resp[headerLen:]); err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrServer, err)
-	}
+	defer c.replies.recycle(resp)
+	rsize := uint32(len(resp))
 	// A message the server could not decode is answered with its
 	// no-tag; the guest waits on the tag it sent.
-	binary.LittleEndian.PutUint16(c.resp[5:], tag)
-	if c.resp[4] == msgRversion && rsize >= headerLen+4 {
+	binary.LittleEndian.PutUint16(resp[5:], tag)
+	if resp[4] == msgRversion && rsize >= headerLen+4 {
 		// The server's own limit from now on; 0 is its "unknown
 		// version" answer, which changes nothing.
-		if m := binary.LittleEndian.Uint32(c.resp[7:]); m != 0 {
+		if m := binary.LittleEndian.Uint32(resp[7:]); m != 0 {
 			c.msize = min(m, MaxMessage)
 		}
 	}
 	if msg[4] == msgTxattrwalk {
-		fixXattrError(c.resp, c.s.xattrErr.Load())
+		fixXattrError(resp, c.s.xattrErr.Load())
 	}
-	if uint64(len(c.resp)) > ch.WritableLen() {
+	if uint64(len(resp)) > ch.WritableLen() {
 		return rlerror(ch, tag, unix.EMSGSIZE), nil
 	}
-	return uint32(scatter(ch.Writable, c.resp)), nil
+	return uint32(scatter(ch.Writable, resp)), nil
 }
 
 // fixXattrError puts the host's errno into a Txattrwalk's Rlerror:
