@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -60,9 +61,41 @@ func (f *freezeWatch) watch(ctx context.Context) string {
 		if size > 0 && time.Since(last) >= freezeAfter {
 			up := lastLine(f.heartbeat)
 			return fmt.Sprintf("level 1's heartbeat stopped %v ago (its last uptime: %s s); its CPUs, from QEMU's monitor:\n%s",
-				time.Since(last).Round(time.Second), up, f.registers())
+				time.Since(last).Round(time.Second), up, f.registers(kernelText(f.heartbeat)))
 		}
 	}
+}
+
+// kernelText is level 1's kernel text address, the heartbeat's first line
+// ("ktext=ffffffff..."); 0 if it is not there.
+func kernelText(path string) uint64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	v, ok := strings.CutPrefix(strings.TrimSpace(first), "ktext=")
+	if !ok {
+		return 0
+	}
+	addr, err := strconv.ParseUint(v, 16, 64)
+	if err != nil {
+		return 0
+	}
+	return addr
+}
+
+// linkedText is where an x86-64 kernel's text is linked (System.map's
+// _text); KASLR moves the running kernel by a multiple of 2 MiB.
+const linkedText = 0xffffffff81000000
+
+// symbolize names a kernel RIP by its link-time address, the one to look
+// up in System.map (Debian ships it in linux-image-VERSION-dbg).
+func symbolize(rip, ktext uint64) string {
+	if ktext == 0 || rip < ktext || rip-ktext >= 1<<30 {
+		return ""
+	}
+	return fmt.Sprintf("  (RIP %#x is %#x in System.map: _text+%#x)\n", rip, linkedText+rip-ktext, rip-ktext)
 }
 
 func lastLine(path string) string {
@@ -78,8 +111,9 @@ func lastLine(path string) string {
 }
 
 // registers asks the monitor for every CPU's registers and keeps the lines
-// that say where each one was.
-func (f *freezeWatch) registers() string {
+// that say where each one was; with level 1's kernel text address, a RIP
+// in the kernel also gets its System.map address.
+func (f *freezeWatch) registers(ktext uint64) string {
 	conn, err := net.DialTimeout("unix", f.monitor, 5*time.Second)
 	if err != nil {
 		return fmt.Sprintf("(monitor: %v)", err)
@@ -102,6 +136,9 @@ func (f *freezeWatch) registers() string {
 		for _, key := range []string{"CPU#", "RIP=", "RSP=", "CR0=", "EFER=", "ES =", "CS =", "SS =", "GS ="} {
 			if strings.HasPrefix(line, key) || strings.Contains(line, " "+key) {
 				b.WriteString("  " + line + "\n")
+				if key == "RIP=" {
+					b.WriteString(symbolize(ripOf(line), ktext))
+				}
 				break
 			}
 		}
@@ -110,4 +147,18 @@ func (f *freezeWatch) registers() string {
 		return "(the monitor answered nothing)"
 	}
 	return b.String()
+}
+
+// ripOf reads the value after "RIP=" in a monitor line; 0 if none.
+func ripOf(line string) uint64 {
+	_, v, ok := strings.Cut(line, "RIP=")
+	if !ok {
+		return 0
+	}
+	v, _, _ = strings.Cut(v, " ")
+	rip, err := strconv.ParseUint(v, 16, 64)
+	if err != nil {
+		return 0
+	}
+	return rip
 }

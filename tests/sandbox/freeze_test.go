@@ -51,7 +51,8 @@ func TestFreezeWatchReportsAStoppedHeartbeat(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// Beats for a while, then stops.
+	// Names the kernel's text address, beats for a while, then stops.
+	require.NoError(t, os.WriteFile(fw.heartbeat, []byte("ktext=ffffffff80e00000\n"), 0o644))
 	go func() {
 		for i := 1; i <= 5; i++ {
 			f, err := os.OpenFile(fw.heartbeat, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -70,6 +71,7 @@ func TestFreezeWatchReportsAStoppedHeartbeat(t *testing.T) {
 	assert.Contains(t, report, "its last uptime: 11111.00 s")
 	assert.Contains(t, report, "CPU#0")
 	assert.Contains(t, report, "RIP=ffffffff81a0b2c4")
+	assert.Contains(t, report, "RIP 0xffffffff81a0b2c4 is 0xffffffff81c0b2c4 in System.map: _text+0xc0b2c4")
 	assert.Contains(t, report, "CR0=80050033")
 	assert.NotContains(t, report, "RAX=")
 	assert.NotContains(t, report, "\x1b")
@@ -83,4 +85,12 @@ func TestFreezeWatchIgnoresARunWithoutHeartbeat(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	assert.Empty(t, fw.watch(ctx), "no beat at all: not watched")
+}
+
+func TestSymbolize(t *testing.T) {
+	assert.Contains(t, symbolize(0xffffffffbaa7141a, 0xffffffffbaa00000), "0xffffffff8107141a in System.map")
+	assert.Empty(t, symbolize(0xffffffffbaa7141a, 0), "no text address")
+	assert.Empty(t, symbolize(0x40d00e, 0xffffffffb9a00000), "a user-space RIP")
+	assert.Equal(t, uint64(0xffffffff81a0b2c4), ripOf("RIP=ffffffff81a0b2c4 RFL=00000046 [---Z-P-]"))
+	assert.Zero(t, ripOf("RSP=ffff"))
 }

@@ -22,8 +22,13 @@ ip link set lo up 2>/dev/null
 # The heartbeat: level 1's uptime every 5 s on its second serial port, a
 # file on the host (not the console, so it never splits a line of it). A
 # heartbeat that stops means level 1's own timers stopped: it froze.
+# Its first line is the kernel's text address (KASLR moves it), so a freeze
+# report can name each CPU's RIP as an offset into the kernel image.
 if [ -c /dev/ttyS1 ]; then
-	( while :; do
+	( while read -r addr _ name; do
+		[ "$name" = _text ] && { echo "ktext=$addr" > /dev/ttyS1; break; }
+	done < /proc/kallsyms
+	while :; do
 		read -r up _ < /proc/uptime
 		echo "$up" > /dev/ttyS1
 		sleep 5
