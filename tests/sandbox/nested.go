@@ -14,18 +14,10 @@ import (
 
 // Level-1 machine: QEMU's TCG emulates AMD-V with nested paging, so KVM in
 // the level-1 kernel (kvm-amd) runs guests with hardware-KVM semantics.
-//
-// tsc=reliable: on an AMD CPU model without the invariant-TSC flag (TCG
-// does not offer it) Linux assumes the TSCs of several CPUs are not in
-// step and falls back to the HPET. Level 1 then read QEMU's emulated
-// HPET for every clock read, and one frozen level 1 had a CPU stuck in
-// that MMIO read with the HPET lock held and interrupts off (tests/README
-// "Level 1's clock"). TCG's TSCs are in step: one global, monotonic
-// counter (1.2 million cross-CPU reads in level 1, no warp).
 const (
 	l1CPUs      = "2"
 	l1MemoryMiB = "3072"
-	l1Cmdline   = "console=ttyS0 panic=-1 quiet tsc=reliable"
+	l1Cmdline   = "console=ttyS0 panic=-1 quiet"
 )
 
 // L1AppendEnv adds to the level-1 kernel's command line, e.g. "loglevel=7"
