@@ -59,21 +59,17 @@ func (f *freezeWatch) watch(ctx context.Context) string {
 			continue
 		}
 		if size > 0 && time.Since(last) >= freezeAfter {
-			up := lastLine(f.heartbeat)
+			beats, _ := os.ReadFile(f.heartbeat) // unreadable: "?" and no symbols
 			return fmt.Sprintf("level 1's heartbeat stopped %v ago (its last uptime: %s s); its CPUs, from QEMU's monitor:\n%s",
-				time.Since(last).Round(time.Second), up, f.registers(kernelText(f.heartbeat)))
+				time.Since(last).Round(time.Second), lastField(beats), f.registers(kernelText(beats)))
 		}
 	}
 }
 
 // kernelText is level 1's kernel text address, the heartbeat's first line
 // ("ktext=ffffffff..."); 0 if it is not there.
-func kernelText(path string) uint64 {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
+func kernelText(beats []byte) uint64 {
+	first, _, _ := strings.Cut(string(beats), "\n")
 	v, ok := strings.CutPrefix(strings.TrimSpace(first), "ktext=")
 	if !ok {
 		return 0
@@ -98,16 +94,14 @@ func symbolize(rip, ktext uint64) string {
 	return fmt.Sprintf("  (RIP %#x is %#x in System.map: _text+%#x)\n", rip, linkedText+rip-ktext, rip-ktext)
 }
 
-func lastLine(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
+// lastField is the heartbeat's last word, level 1's last uptime; "?" if
+// there is none.
+func lastField(beats []byte) string {
+	words := strings.Fields(string(beats))
+	if len(words) == 0 {
 		return "?"
 	}
-	lines := strings.Fields(string(b))
-	if len(lines) == 0 {
-		return "?"
-	}
-	return lines[len(lines)-1]
+	return words[len(words)-1]
 }
 
 // registers asks the monitor for every CPU's registers and keeps the lines
