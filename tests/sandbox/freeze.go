@@ -59,9 +59,13 @@ func (f *freezeWatch) watch(ctx context.Context) string {
 			continue
 		}
 		if size > 0 && time.Since(last) >= freezeAfter {
-			beats, _ := os.ReadFile(f.heartbeat) // unreadable: "?" and no symbols
+			beats, err := os.ReadFile(f.heartbeat)
+			up := lastField(beats)
+			if err != nil {
+				up = fmt.Sprintf("? (%v)", err)
+			}
 			return fmt.Sprintf("level 1's heartbeat stopped %v ago (its last uptime: %s s); its CPUs, from QEMU's monitor:\n%s",
-				time.Since(last).Round(time.Second), lastField(beats), f.registers(kernelText(beats)))
+				time.Since(last).Round(time.Second), up, f.registers(kernelText(beats)))
 		}
 	}
 }
