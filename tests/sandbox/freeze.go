@@ -2,10 +2,13 @@ package sandbox
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +27,7 @@ var freezeAfter = 120 * time.Second
 type freezeWatch struct {
 	heartbeat string // the file QEMU writes level 1's ttyS1 to
 	monitor   string // QEMU's monitor socket
+	pid       int    // QEMU's process, once started
 }
 
 func newFreezeWatch(dir string) *freezeWatch {
@@ -64,8 +68,9 @@ func (f *freezeWatch) watch(ctx context.Context) string {
 			if err != nil {
 				up = fmt.Sprintf("? (%v)", err)
 			}
-			return fmt.Sprintf("level 1's heartbeat stopped %v ago (its last uptime: %s s); its CPUs, from QEMU's monitor:\n%s",
-				time.Since(last).Round(time.Second), up, f.registers(kernelText(beats)))
+			regs, cpus := f.registers(kernelText(beats))
+			return fmt.Sprintf("level 1's heartbeat stopped %v ago (its last uptime: %s s); its CPUs, from QEMU's monitor:\n%sits clock and timers:\n%s",
+				time.Since(last).Round(time.Second), up, regs, f.clocks(cpus, f.pid))
 		}
 	}
 }
@@ -108,19 +113,18 @@ func lastField(beats []byte) string {
 	return words[len(words)-1]
 }
 
-// registers asks the monitor for every CPU's registers and keeps the lines
-// that say where each one was; with level 1's kernel text address, a RIP
-// in the kernel also gets its System.map address.
-func (f *freezeWatch) registers(ktext uint64) string {
+// monitorCmd sends one command to QEMU's human monitor and returns the
+// answer's lines, escape sequences and prompts removed.
+func (f *freezeWatch) monitorCmd(cmd string) ([]string, error) {
 	conn, err := net.DialTimeout("unix", f.monitor, 5*time.Second)
 	if err != nil {
-		return fmt.Sprintf("(monitor: %v)", err)
+		return nil, fmt.Errorf("monitor: %w", err)
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte("info registers -a\n")); err != nil {
-		return fmt.Sprintf("(monitor: %v)", err)
+	if _, err := conn.Write([]byte(cmd + "\n")); err != nil {
+		return nil, fmt.Errorf("monitor: %w", err)
 	}
-	var b strings.Builder
+	var lines []string
 	sc := bufio.NewScanner(conn)
 	for {
 		// The monitor answers at once; a quiet second ends the answer.
@@ -131,9 +135,30 @@ func (f *freezeWatch) registers(ktext uint64) string {
 			break
 		}
 		line := strings.TrimSpace(escapeRE.ReplaceAllString(sc.Text(), ""))
+		if line != "" && !strings.HasPrefix(line, "QEMU ") && !strings.HasPrefix(line, "(qemu)") {
+			lines = append(lines, line)
+		}
+	}
+	return lines, nil
+}
+
+// registers asks the monitor for every CPU's registers and keeps the lines
+// that say where each one was; with level 1's kernel text address, a RIP
+// in the kernel also gets its System.map address. cpus is the number of
+// CPUs the monitor listed.
+func (f *freezeWatch) registers(ktext uint64) (report string, cpus int) {
+	lines, err := f.monitorCmd("info registers -a")
+	if err != nil {
+		return fmt.Sprintf("(%v)", err), 0
+	}
+	var b strings.Builder
+	for _, line := range lines {
 		for _, key := range []string{"CPU#", "RIP=", "RSP=", "CR0=", "EFER=", "ES =", "CS =", "SS =", "GS ="} {
 			if strings.HasPrefix(line, key) || strings.Contains(line, " "+key) {
 				b.WriteString("  " + line + "\n")
+				if key == "CPU#" {
+					cpus++
+				}
 				if key == "RIP=" {
 					b.WriteString(symbolize(ripOf(line), ktext))
 				}
@@ -142,9 +167,134 @@ func (f *freezeWatch) registers(ktext uint64) string {
 		}
 	}
 	if b.Len() == 0 {
-		return "(the monitor answered nothing)"
+		return "(the monitor answered nothing)", 0
 	}
+	return b.String(), cpus
+}
+
+// hpetCounter is the guest-physical address of the HPET's main counter.
+const hpetCounter = 0xfed000f0
+
+// clocks says whether level 1's clock still runs and what its timers
+// wait for: QEMU's run state, the HPET counter read twice a second
+// apart (QEMU's virtual clock, which also drives each local APIC timer),
+// each CPU's APIC timer, and which of QEMU's host threads ran in that
+// second. A frozen level 1 with a running clock and armed timers that
+// never fire is QEMU's; one whose timers are not armed is its kernel's.
+func (f *freezeWatch) clocks(cpus, qemuPid int) string {
+	var b strings.Builder
+	status, err := f.monitorCmd("info status")
+	if err != nil {
+		return fmt.Sprintf("  (%v)\n", err)
+	}
+	b.WriteString("  " + strings.Join(status, "; ") + "\n")
+	before := hostThreads(qemuPid)
+	first, _ := f.monitorCmd(fmt.Sprintf("xp /1gx %#x", hpetCounter))
+	time.Sleep(time.Second)
+	second, _ := f.monitorCmd(fmt.Sprintf("xp /1gx %#x", hpetCounter))
+	after := hostThreads(qemuPid)
+	c0, c1 := hpetValue(first), hpetValue(second)
+	verdict := "advancing"
+	if c0 == c1 {
+		verdict = "stopped"
+	}
+	fmt.Fprintf(&b, "  HPET counter %#x, a second later %#x: level 1's clock %s\n", c0, c1, verdict)
+	for i := range cpus {
+		lapic, err := f.monitorCmd(fmt.Sprintf("info lapic %d", i))
+		if err != nil {
+			break
+		}
+		for _, line := range lapic {
+			if strings.HasPrefix(line, "LVTT") || strings.HasPrefix(line, "Timer") ||
+				strings.HasPrefix(line, "ISR") || strings.HasPrefix(line, "IRR") {
+				fmt.Fprintf(&b, "  CPU %d APIC %s\n", i, line)
+			}
+		}
+	}
+	b.WriteString(threadDelta(before, after))
 	return b.String()
+}
+
+// hpetValue reads the value of an "xp /1gx" answer
+// ("00000000fed000f0: 0x00000004a817c800"); 0 if there is none.
+func hpetValue(lines []string) uint64 {
+	for _, l := range lines {
+		if _, v, ok := strings.Cut(l, ": 0x"); ok {
+			n, err := strconv.ParseUint(strings.Fields(v)[0], 16, 64)
+			if err == nil {
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// hostThread is one QEMU thread as /proc shows it.
+type hostThread struct {
+	comm, state, wchan string
+	ticks              uint64 // utime + stime, in clock ticks
+}
+
+// hostThreads reads every thread of process pid; nil if it is gone.
+func hostThreads(pid int) map[string]hostThread {
+	if pid <= 0 {
+		return nil
+	}
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	m := map[string]hostThread{}
+	for _, t := range tasks {
+		d := filepath.Join(dir, t.Name())
+		stat, err := os.ReadFile(d + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command name is in parentheses and may hold spaces.
+		i := bytes.LastIndexByte(stat, ')')
+		j := bytes.IndexByte(stat, '(')
+		if i < 0 || j < 0 || j > i {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseUint(fields[11], 10, 64)
+		st, _ := strconv.ParseUint(fields[12], 10, 64)
+		wchan, _ := os.ReadFile(d + "/wchan")
+		m[t.Name()] = hostThread{comm: string(stat[j+1 : i]), state: fields[0], wchan: string(wchan), ticks: ut + st}
+	}
+	return m
+}
+
+// threadDelta says, for each thread in both samples, its state and the
+// CPU ticks it used between them.
+func threadDelta(before, after map[string]hostThread) string {
+	if len(after) == 0 {
+		return "  (QEMU's threads: not readable)\n"
+	}
+	tids := make([]string, 0, len(after))
+	for tid := range after {
+		tids = append(tids, tid)
+	}
+	slices.Sort(tids)
+	var parts []string
+	for _, tid := range tids {
+		a, ok := after[tid]
+		b, had := before[tid]
+		if !ok || !had {
+			continue
+		}
+		w := ""
+		if a.wchan != "" && a.wchan != "0" {
+			w = " in " + a.wchan
+		}
+		parts = append(parts, fmt.Sprintf("%s %s%s %d ticks", a.comm, a.state, w, a.ticks-b.ticks))
+	}
+	return "  QEMU's threads over that second: " + strings.Join(parts, ", ") + "\n"
 }
 
 // ripOf reads the value after "RIP=" in a monitor line; 0 if none.

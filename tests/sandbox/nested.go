@@ -134,6 +134,7 @@ func supervise(ctx context.Context, cmd *exec.Cmd, sc Scenario, mode Mode, what 
 		close(streamed)
 	}()
 	if fw != nil {
+		fw.pid = cmd.Process.Pid
 		wctx, stopWatch := context.WithCancel(ctx)
 		defer stopWatch()
 		go func() {
