@@ -27,17 +27,37 @@ var freezeAfter = 120 * time.Second
 type freezeWatch struct {
 	heartbeat string // the file QEMU writes level 1's ttyS1 to
 	monitor   string // QEMU's monitor socket
+	resetLog  string // QEMU's log of level 1's CPU resets (-d cpu_reset)
 	pid       int    // QEMU's process, once started
 }
 
 func newFreezeWatch(dir string) *freezeWatch {
-	return &freezeWatch{heartbeat: dir + "/heartbeat", monitor: dir + "/monitor.sock"}
+	return &freezeWatch{heartbeat: dir + "/heartbeat", monitor: dir + "/monitor.sock", resetLog: dir + "/qemu-reset.log"}
 }
 
 // qemuArgs are the QEMU options the watch needs: ttyS1 into the heartbeat
-// file and the monitor on a unix socket.
+// file, the monitor on a unix socket, and QEMU's log of CPU resets, which
+// says "Triple fault" when level 1 triple-faults.
 func (f *freezeWatch) qemuArgs() []string {
-	return []string{"-serial", "file:" + f.heartbeat, "-monitor", "unix:" + f.monitor + ",server=on,wait=off"}
+	return []string{"-serial", "file:" + f.heartbeat, "-monitor", "unix:" + f.monitor + ",server=on,wait=off",
+		"-d", "cpu_reset", "-D", f.resetLog}
+}
+
+// resetReport says how level 1 ended when it ended before its script did:
+// whether QEMU's reset log has its "Triple fault" line (a fault while
+// delivering a double fault: no kernel ends so by choice), or level 1
+// reset or powered off by itself. Under -no-reboot QEMU then exits; it
+// dumps no registers for that last reset.
+func (f *freezeWatch) resetReport() string {
+	b, err := os.ReadFile(f.resetLog)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("(QEMU's reset log: %v)", err)
+	case bytes.Contains(b, []byte("Triple fault")):
+		return "QEMU's log: level 1's CPU triple-faulted"
+	default:
+		return "QEMU's log: no triple fault; level 1 reset or powered off by itself"
+	}
 }
 
 // watch returns, with a report, once the heartbeat has been silent for

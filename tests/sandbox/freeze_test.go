@@ -67,7 +67,7 @@ func TestFreezeWatchReportsAStoppedHeartbeat(t *testing.T) {
 	fw := newFreezeWatch(dir)
 	fw.pid = os.Getpid() // any process with threads
 	fakeMonitor(t, fw.monitor)
-	assert.Equal(t, []string{"-serial", "file:" + filepath.Join(dir, "heartbeat"), "-monitor", "unix:" + fw.monitor + ",server=on,wait=off"}, fw.qemuArgs())
+	assert.Equal(t, []string{"-serial", "file:" + filepath.Join(dir, "heartbeat"), "-monitor", "unix:" + fw.monitor + ",server=on,wait=off"}, fw.qemuArgs()[:4])
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -131,4 +131,16 @@ func TestThreadDeltaAndHPETValue(t *testing.T) {
 	self := hostThreads(os.Getpid())
 	require.NotEmpty(t, self)
 	assert.Nil(t, hostThreads(0))
+}
+
+func TestResetReport(t *testing.T) {
+	startup, err := os.ReadFile("testdata/qemu-reset-startup.log")
+	require.NoError(t, err)
+	fw := newFreezeWatch(t.TempDir())
+	assert.Equal(t, []string{"-d", "cpu_reset", "-D", fw.resetLog}, fw.qemuArgs()[4:])
+	assert.Contains(t, fw.resetReport(), "QEMU's reset log", "no log: said so")
+	require.NoError(t, os.WriteFile(fw.resetLog, startup, 0o644))
+	assert.Equal(t, "QEMU's log: no triple fault; level 1 reset or powered off by itself", fw.resetReport())
+	require.NoError(t, os.WriteFile(fw.resetLog, append(startup, "Triple fault\n"...), 0o644))
+	assert.Equal(t, "QEMU's log: level 1's CPU triple-faulted", fw.resetReport())
 }

@@ -171,5 +171,8 @@ func supervise(ctx context.Context, cmd *exec.Cmd, sc Scenario, mode Mode, what 
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	mu.Lock()
 	defer mu.Unlock()
+	if fw != nil && !c.done && c.frozen == "" {
+		c.reset = fw.resetReport()
+	}
 	return outcome(ctx, c, start, waitErr, stderr, what)
 }

@@ -176,6 +176,7 @@ type collector struct {
 	current  *Step         // the step between its begin and result markers
 	done     bool          // "@@L1 done" seen
 	frozen   string        // set by the freeze watch: level 1 froze
+	reset    string        // QEMU's reset log, when level 1 ended early
 	finished chan struct{} // closed when done becomes true
 }
 

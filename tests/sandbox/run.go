@@ -236,6 +236,9 @@ func outcome(ctx context.Context, c *collector, start time.Time, exitErr error, 
 			fmt.Fprintf(&b, "\nstep %q vmm error: %s", s.Name, s.ErrorLine)
 		}
 	}
+	if c.reset != "" {
+		b.WriteString("\n" + strings.TrimRight(c.reset, "\n"))
+	}
 	if e := strings.TrimSpace(stderr.String()); e != "" && ctx.Err() == nil {
 		fmt.Fprintf(&b, "\n%s stderr:\n%s", what, indent(e))
 	}
