@@ -90,7 +90,7 @@ func (f *freezeWatch) watch(ctx context.Context) string {
 			}
 			regs, cpus := f.registers(kernelText(beats))
 			return fmt.Sprintf("level 1's heartbeat stopped %v ago (its last uptime: %s s); its CPUs, from QEMU's monitor:\n%sits clock and timers:\n%s",
-				time.Since(last).Round(time.Second), up, regs, f.clocks(cpus, f.pid))
+				time.Since(last).Round(time.Second), up, regs, f.clocks(cpus))
 		}
 	}
 }
@@ -201,21 +201,24 @@ const hpetCounter = 0xfed000f0
 // each CPU's APIC timer, and which of QEMU's host threads ran in that
 // second. A frozen level 1 with a running clock and armed timers that
 // never fire is QEMU's; one whose timers are not armed is its kernel's.
-func (f *freezeWatch) clocks(cpus, qemuPid int) string {
+func (f *freezeWatch) clocks(cpus int) string {
 	var b strings.Builder
 	status, err := f.monitorCmd("info status")
 	if err != nil {
 		return fmt.Sprintf("  (%v)\n", err)
 	}
 	b.WriteString("  " + strings.Join(status, "; ") + "\n")
-	before := hostThreads(qemuPid)
+	before := hostThreads(f.pid)
 	first, _ := f.monitorCmd(fmt.Sprintf("xp /1gx %#x", hpetCounter))
 	time.Sleep(time.Second)
 	second, _ := f.monitorCmd(fmt.Sprintf("xp /1gx %#x", hpetCounter))
-	after := hostThreads(qemuPid)
+	after := hostThreads(f.pid)
 	c0, c1 := hpetValue(first), hpetValue(second)
 	verdict := "advancing"
-	if c0 == c1 {
+	switch {
+	case c0 == 0 || c1 == 0:
+		verdict = "unknown (the monitor gave no counter)"
+	case c0 == c1:
 		verdict = "stopped"
 	}
 	fmt.Fprintf(&b, "  HPET counter %#x, a second later %#x: level 1's clock %s\n", c0, c1, verdict)
@@ -240,8 +243,8 @@ func (f *freezeWatch) clocks(cpus, qemuPid int) string {
 func hpetValue(lines []string) uint64 {
 	for _, l := range lines {
 		if _, v, ok := strings.Cut(l, ": 0x"); ok {
-			n, err := strconv.ParseUint(strings.Fields(v)[0], 16, 64)
-			if err == nil {
+			v, _, _ = strings.Cut(v, " ")
+			if n, err := strconv.ParseUint(v, 16, 64); err == nil {
 				return n
 			}
 		}
@@ -303,9 +306,9 @@ func threadDelta(before, after map[string]hostThread) string {
 	slices.Sort(tids)
 	var parts []string
 	for _, tid := range tids {
-		a, ok := after[tid]
+		a := after[tid]
 		b, had := before[tid]
-		if !ok || !had {
+		if !had {
 			continue
 		}
 		w := ""

@@ -128,6 +128,7 @@ func TestThreadDeltaAndHPETValue(t *testing.T) {
 	assert.Contains(t, threadDelta(before, nil), "not readable")
 	assert.Equal(t, uint64(0x4a817c800), hpetValue([]string{"xp /1gx 0xfed000f0", "00000000fed000f0: 0x00000004a817c800"}))
 	assert.Zero(t, hpetValue([]string{"Cannot access memory"}))
+	assert.Zero(t, hpetValue([]string{"00000000fed000f0: 0x"}), "no digits: no value, no panic")
 	self := hostThreads(os.Getpid())
 	require.NotEmpty(t, self)
 	assert.Nil(t, hostThreads(0))
