@@ -8,24 +8,23 @@ import (
 	"path/filepath"
 )
 
-// Both downloads into the artifact cache (Debian's kernel, level 1's
-// QEMU) take the same steps: apt-get download into a temporary directory
+// A download into the artifact cache (Debian's kernel) takes these steps: apt-get download into a temporary directory
 // next to the entry, dpkg -x into its root, the caller's own checks and
 // files, then the metadata, the completion marker, and a rename into
 // place, so that a half-done entry is never taken for a whole one.
 
 // unpackDebs downloads specs ("pkg=version", "pkg/suite") with apt-get,
-// given apt's options (nil: the system's configuration), into a new
+// as the system's apt configuration has it, into a new
 // temporary directory under parent, and unpacks them all into its root.
 // The caller removes tmp when done, whatever happened.
-func unpackDebs(ctx context.Context, parent string, apt []string, specs ...string) (tmp, root string, err error) {
+func unpackDebs(ctx context.Context, parent string, specs ...string) (tmp, root string, err error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", "", fmt.Errorf("sandbox: fetch %v: %w", specs, err)
 	}
 	if tmp, err = os.MkdirTemp(parent, ".fetch-*"); err != nil {
 		return "", "", fmt.Errorf("sandbox: fetch %v: %w", specs, err)
 	}
-	download := exec.CommandContext(ctx, "apt-get", append(append(apt, "download"), specs...)...)
+	download := exec.CommandContext(ctx, "apt-get", append([]string{"download"}, specs...)...)
 	download.Dir = tmp
 	if out, err := download.CombinedOutput(); err != nil {
 		return tmp, "", fmt.Errorf("sandbox: apt-get download %v: %w: %s", specs, err, tail(string(out), 5))

@@ -219,7 +219,7 @@ func numbers(s string) []uint64 {
 // fetchKernel downloads and unpacks a package, extracts vmlinux, and
 // puts the directory in place (deb.go).
 func fetchKernel(ctx context.Context, pkg, version, dir string) error {
-	tmp, root, err := unpackDebs(ctx, filepath.Dir(dir), nil, pkg+"="+version)
+	tmp, root, err := unpackDebs(ctx, filepath.Dir(dir), pkg+"="+version)
 	defer os.RemoveAll(tmp)
 	if err != nil {
 		return err

@@ -1,9 +1,11 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"embed"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,39 +13,45 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Level 1's QEMU. Debian 12's own QEMU is 7.2, whose TCG emulation of
 // AMD-V delivers some of a level-2 guest's faults to level 1 after the
 // world switch (level 1 dies with the guest's GS base and CR2 loaded;
 // tests/README.md, "Faults of the nested sandbox"). QEMU 10 does that
-// too, but the clean-clone runs with it repeated far fewer groups, so on
-// Debian 12 the sandbox runs QEMU 10 from bookworm-backports, unpacked
-// into the artifact cache without touching the system's apt
-// configuration or its packages. A system QEMU of at least
-// level1QEMUMinMajor is used as it is.
+// less, but its VMRUN writes the vCPU's interrupt_request without the big
+// lock and so can lose an interrupt that another thread raised, which
+// froze level 1 with the interrupt pending in a halted CPU's APIC
+// (tests/README.md, "A lost interrupt in QEMU's VMRUN"). So on Debian 12
+// the sandbox runs Debian 13's QEMU built with the patches in qemu/ by
+// qemu/build.sh, once, into the artifact cache; the system's apt
+// configuration and packages stay as they are. Elsewhere it runs the
+// system's QEMU.
 const (
-	level1QEMUMinMajor = 10
-	backportsSuite     = "bookworm-backports"
-	backportsMirror    = "http://deb.debian.org/debian"
-	qemuBinary         = "qemu-system-x86_64"
+	qemuBinary = "qemu-system-x86_64"
+	// patchedQEMUDir holds qemu/build.sh's builds in the cache, one
+	// directory per QEMU version and hash of the patches and the script.
+	patchedQEMUDir = "qemu-src"
+	// patchedQEMUComplete marks a finished build (build.sh writes it).
+	patchedQEMUComplete = "complete"
 )
 
-// The packages unpacked for level 1's QEMU: the emulator, its common and
-// data files at its own version, and the SeaBIOS it needs.
-var qemuPackages = []string{"qemu-system-x86", "qemu-system-common", "qemu-system-data"}
+// qemuBuild holds qemu/build.sh and its patches, so that the build runs
+// the same from a test binary, go run, or a copy of the repository.
+//
+//go:embed qemu/build.sh qemu/*.patch
+var qemuBuild embed.FS
 
 var (
 	qemuMu     sync.Mutex
 	qemuCached string
 )
 
-// Level1QEMU returns the QEMU binary that runs level 1: $VMM_QEMU, else a
-// system qemu-system-x86_64 of version 10 or later, else (on Debian 12)
-// QEMU from bookworm-backports in the artifact cache, downloaded and
-// unpacked on first use. Offline ($VMM_OFFLINE, or apt unreachable) it
-// takes the newest cached one. Elsewhere it falls back to the system's
-// QEMU, whatever its version.
+// Level1QEMU returns the QEMU binary that runs level 1: $VMM_QEMU, else
+// on Debian 12 the patched build of qemu/build.sh (built on first use,
+// about 5 minutes on 2 cores; offline, $VMM_OFFLINE, the newest cached
+// one), else the system's qemu-system-x86_64.
 func Level1QEMU(ctx context.Context) (string, error) {
 	if q := os.Getenv(QEMUEnv); q != "" {
 		return q, nil
@@ -62,9 +70,6 @@ func Level1QEMU(ctx context.Context) (string, error) {
 }
 
 func level1QEMU(ctx context.Context) (string, error) {
-	if major, err := qemuMajor(ctx, qemuBinary); err == nil && major >= level1QEMUMinMajor {
-		return qemuBinary, nil
-	}
 	if !isDebian12() {
 		return qemuBinary, nil
 	}
@@ -72,32 +77,102 @@ func level1QEMU(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(cache, "qemu")
-	version, err := "", ErrOffline
-	if os.Getenv(OfflineEnv) == "" {
-		version, err = resolveBackportQEMU(ctx, dir)
-	}
-	if err != nil {
-		cached, cacheErr := newestCachedQEMU(dir)
-		if cacheErr != nil {
-			return "", fmt.Errorf("sandbox: QEMU %d from %s: %w (and none cached: %v); set %s=%s to use the system's QEMU",
-				level1QEMUMinMajor, backportsSuite, err, cacheErr, QEMUEnv, qemuBinary)
-		}
-		return cached, nil
-	}
-	into := filepath.Join(dir, strings.NewReplacer(":", "_", "~", "_", "+", "_").Replace(version))
-	if _, err := os.Stat(filepath.Join(into, completeMarker)); err != nil {
-		err = withLock(filepath.Join(dir, ".lock"), func() error {
-			if _, err := os.Stat(filepath.Join(into, completeMarker)); err == nil {
-				return nil
-			}
-			return fetchQEMU(ctx, dir, version, into)
-		})
+	dir := filepath.Join(cache, patchedQEMUDir)
+	if os.Getenv(OfflineEnv) != "" {
+		q, err := newestPatchedQEMU(dir)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("sandbox: level 1's QEMU: %w: %w; set %s to a QEMU binary", ErrOffline, err, QEMUEnv)
+		}
+		return q, nil
+	}
+	return buildPatchedQEMU(ctx, cache, dir)
+}
+
+// buildPatchedQEMU runs qemu/build.sh under the cache's lock and returns
+// the binary it prints: at once when its build is cached, else after
+// building it. The script's output goes to build.log in dir.
+func buildPatchedQEMU(ctx context.Context, cache, dir string) (string, error) {
+	var bin string
+	err := withLock(filepath.Join(dir, ".lock"), func() error {
+		tmp, err := os.MkdirTemp("", "vmm-qemu-build-")
+		if err != nil {
+			return fmt.Errorf("sandbox: level 1's QEMU: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		if err := writeQEMUBuild(tmp); err != nil {
+			return err
+		}
+		logPath := filepath.Join(dir, "build.log")
+		log, err := os.Create(logPath)
+		if err != nil {
+			return fmt.Errorf("sandbox: level 1's QEMU: %w", err)
+		}
+		defer log.Close()
+		var out bytes.Buffer
+		cmd := exec.CommandContext(ctx, "bash", filepath.Join(tmp, "build.sh"))
+		cmd.Env = append(os.Environ(), "VMM_CACHE="+cache)
+		cmd.Stdout, cmd.Stderr = &out, log
+		fmt.Fprintf(os.Stderr, "sandbox: level 1's QEMU: tests/sandbox/qemu/build.sh (cached after its first build of about 5 minutes; log %s)\n", logPath)
+		if err := cmd.Run(); err != nil {
+			b, _ := os.ReadFile(logPath)
+			return fmt.Errorf("sandbox: level 1's QEMU: tests/sandbox/qemu/build.sh: %w:\n%s\n(whole log: %s; %s=PATH runs another QEMU)", err, tail(string(b), 15), logPath, QEMUEnv)
+		}
+		bin = strings.TrimSpace(lastLine(out.String()))
+		if _, err := qemuMajor(ctx, bin); err != nil {
+			return fmt.Errorf("sandbox: level 1's QEMU: tests/sandbox/qemu/build.sh printed %q: %w", bin, err)
+		}
+		return nil
+	})
+	return bin, err
+}
+
+// writeQEMUBuild writes the embedded build script and patches into dir.
+func writeQEMUBuild(dir string) error {
+	entries, err := fs.ReadDir(qemuBuild, "qemu")
+	if err != nil {
+		return fmt.Errorf("sandbox: level 1's QEMU build files: %w", err)
+	}
+	for _, e := range entries {
+		b, err := qemuBuild.ReadFile("qemu/" + e.Name())
+		if err != nil {
+			return fmt.Errorf("sandbox: level 1's QEMU build files: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o755); err != nil {
+			return fmt.Errorf("sandbox: level 1's QEMU build files: %w", err)
 		}
 	}
-	return filepath.Join(into, "usr", "bin", qemuBinary), nil
+	return nil
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	return s[strings.LastIndexByte(s, '\n')+1:]
+}
+
+// newestPatchedQEMU returns the binary of the complete build in dir that
+// finished last.
+func newestPatchedQEMU(dir string) (string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	best, bestTime := "", time.Time{}
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(dir, e.Name(), patchedQEMUComplete))
+		if err != nil {
+			continue
+		}
+		if best == "" || fi.ModTime().After(bestTime) {
+			best, bestTime = e.Name(), fi.ModTime()
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("no complete QEMU build in %s", dir)
+	}
+	return filepath.Join(dir, best, "usr", "bin", qemuBinary), nil
 }
 
 var qemuVersionRE = regexp.MustCompile(`QEMU emulator version ([0-9]+)\.`)
@@ -136,133 +211,4 @@ func isBookworm(osRelease string) bool {
 		}
 	}
 	return false
-}
-
-// aptArgs point apt at a private sources list (bookworm-backports only)
-// and private package lists under dir, so the system's configuration and
-// its lists stay as they are.
-func aptArgs(dir string) []string {
-	return []string{
-		"-o", "Dir::Etc::sourcelist=" + filepath.Join(dir, "apt", "sources.list"),
-		"-o", "Dir::Etc::sourceparts=-",
-		"-o", "Dir::State::Lists=" + filepath.Join(dir, "apt", "lists"),
-		"-o", "Dir::Cache=" + filepath.Join(dir, "apt", "cache"),
-		"-o", "APT::Get::List-Cleanup=0",
-	}
-}
-
-// resolveBackportQEMU updates the private lists and returns the newest
-// qemu-system-x86 version in bookworm-backports.
-func resolveBackportQEMU(ctx context.Context, dir string) (string, error) {
-	apt := filepath.Join(dir, "apt")
-	for _, d := range []string{filepath.Join(apt, "lists", "partial"), filepath.Join(apt, "cache", "archives", "partial")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return "", fmt.Errorf("sandbox: QEMU apt state: %w", err)
-		}
-	}
-	src := fmt.Sprintf("deb %s %s main\n", backportsMirror, backportsSuite)
-	if err := writeFileAtomic(filepath.Join(apt, "sources.list"), []byte(src), 0o644); err != nil {
-		return "", fmt.Errorf("sandbox: QEMU apt sources: %w", err)
-	}
-	update := exec.CommandContext(ctx, "apt-get", append(aptArgs(dir), "update")...)
-	if out, err := update.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("sandbox: apt-get update (%s): %w: %s", backportsSuite, err, tail(string(out), 5))
-	}
-	out, err := exec.CommandContext(ctx, "apt-cache", append(aptArgs(dir), "madison", qemuPackages[0])...).Output()
-	if err != nil {
-		return "", fmt.Errorf("sandbox: apt-cache madison %s: %w", qemuPackages[0], err)
-	}
-	return backportVersion(string(out))
-}
-
-// backportVersion picks the newest bookworm-backports version out of
-// apt-cache madison's lines ("pkg | version | source").
-func backportVersion(madison string) (string, error) {
-	best := ""
-	for _, line := range strings.Split(madison, "\n") {
-		f := strings.Split(line, "|")
-		if len(f) != 3 || !strings.Contains(f[2], backportsSuite) {
-			continue
-		}
-		if v := strings.TrimSpace(f[1]); best == "" || versionLess(best, v) {
-			best = v
-		}
-	}
-	if best == "" {
-		return "", fmt.Errorf("sandbox: %s has no %s", backportsSuite, qemuPackages[0])
-	}
-	return best, nil
-}
-
-// fetchQEMU downloads the packages at version (SeaBIOS at the suite's
-// newest), unpacks them into a temporary directory, links the firmware
-// where QEMU looks for it (its data directory, relative to the binary),
-// checks that the binary runs, and renames the directory to into.
-func fetchQEMU(ctx context.Context, dir, version, into string) error {
-	var specs []string
-	for _, p := range qemuPackages {
-		specs = append(specs, p+"="+version)
-	}
-	specs = append(specs, "seabios/"+backportsSuite)
-	tmp, root, err := unpackDebs(ctx, dir, aptArgs(dir), specs...)
-	defer os.RemoveAll(tmp)
-	if err != nil {
-		return err
-	}
-	if err := linkFirmware(root); err != nil {
-		return err
-	}
-	bin := filepath.Join(root, "usr", "bin", qemuBinary)
-	major, err := qemuMajor(ctx, bin)
-	if err != nil {
-		return fmt.Errorf("%w (its libraries come from Debian 12's qemu-system-x86: make deps)", err)
-	}
-	if major < level1QEMUMinMajor {
-		return fmt.Errorf("sandbox: %s %s is QEMU %d, want %d or later", backportsSuite, version, major, level1QEMUMinMajor)
-	}
-	return commitCacheEntry(root, into, version+"\n")
-}
-
-// linkFirmware links SeaBIOS's images into QEMU's data directory, where
-// Debian's packages leave that to the system-wide seabios package.
-func linkFirmware(root string) error {
-	data := filepath.Join(root, "usr", "share", "qemu")
-	bios, err := filepath.Glob(filepath.Join(root, "usr", "share", "seabios", "*.bin"))
-	if err != nil || len(bios) == 0 {
-		return fmt.Errorf("sandbox: fetch QEMU: no SeaBIOS images unpacked")
-	}
-	for _, b := range bios {
-		link := filepath.Join(data, filepath.Base(b))
-		if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("sandbox: fetch QEMU: %w", err)
-		}
-		if err := os.Symlink(filepath.Join("..", "seabios", filepath.Base(b)), link); err != nil {
-			return fmt.Errorf("sandbox: fetch QEMU: %w", err)
-		}
-	}
-	return nil
-}
-
-// newestCachedQEMU returns the newest complete QEMU in the cache.
-func newestCachedQEMU(dir string) (string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return "", err
-	}
-	best := ""
-	for _, e := range entries {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || e.Name() == "apt" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(dir, e.Name(), completeMarker)); err != nil {
-			continue
-		}
-		if best == "" || versionLess(best, e.Name()) {
-			best = e.Name()
-		}
-	}
-	if best == "" {
-		return "", fmt.Errorf("no complete QEMU in %s", dir)
-	}
-	return filepath.Join(dir, best, "usr", "bin", qemuBinary), nil
 }

@@ -1,7 +1,11 @@
 package sandbox
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -25,14 +29,37 @@ func TestIsBookworm(t *testing.T) {
 	assert.False(t, isBookworm("ID=fedora\n"))
 }
 
-func TestBackportVersion(t *testing.T) {
-	madison := ` qemu-system-x86 | 1:10.0.2+ds-2+deb13u1~bpo12+1 | http://deb.debian.org/debian bookworm-backports/main amd64 Packages
- qemu-system-x86 | 1:9.2.1+ds-1~bpo12+1 | http://deb.debian.org/debian bookworm-backports/main amd64 Packages
- qemu-system-x86 | 1:7.2+dfsg-7+deb12u18+b3 | http://deb.debian.org/debian bookworm/main amd64 Packages
-`
-	v, err := backportVersion(madison)
+func TestNewestPatchedQEMU(t *testing.T) {
+	dir := t.TempDir()
+	_, err := newestPatchedQEMU(dir)
+	assert.Error(t, err, "no build")
+	mk := func(name string, complete bool, age time.Duration) {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, name, "usr", "bin"), 0o755))
+		if !complete {
+			return
+		}
+		marker := filepath.Join(dir, name, patchedQEMUComplete)
+		require.NoError(t, os.WriteFile(marker, []byte("1:10.0.13+ds-0+deb13u1\n"), 0o644))
+		when := time.Now().Add(-age)
+		require.NoError(t, os.Chtimes(marker, when, when))
+	}
+	mk("1_10.0.13_ds-0_deb13u1-aaaaaaaaaaaa", true, time.Hour)
+	mk("1_10.0.13_ds-0_deb13u1-bbbbbbbbbbbb", true, time.Minute)
+	mk("1_10.0.14_ds-0_deb13u1-cccccccccccc", false, 0)
+	mk(".build-x", true, 0)
+	q, err := newestPatchedQEMU(dir)
 	require.NoError(t, err)
-	assert.Equal(t, "1:10.0.2+ds-2+deb13u1~bpo12+1", v)
-	_, err = backportVersion(" qemu-system-x86 | 1:7.2+dfsg-7 | http://deb.debian.org/debian bookworm/main amd64 Packages\n")
-	assert.Error(t, err, "only the system suite")
+	assert.Equal(t, filepath.Join(dir, "1_10.0.13_ds-0_deb13u1-bbbbbbbbbbbb", "usr", "bin", qemuBinary), q, "the build that finished last; half-done and temporary ones are skipped")
+}
+
+func TestQEMUBuildFiles(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, writeQEMUBuild(dir))
+	script, err := os.ReadFile(filepath.Join(dir, "build.sh"))
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(script), "#!/bin/bash\n"))
+	patches, err := filepath.Glob(filepath.Join(dir, "*.patch"))
+	require.NoError(t, err)
+	assert.NotEmpty(t, patches, "the build has its patches")
+	assert.Equal(t, "/a/b/qemu-system-x86_64", lastLine("QEMU 10\n/a/b/qemu-system-x86_64\n"))
 }
