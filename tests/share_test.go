@@ -253,8 +253,9 @@ run_vmm share-9p run --kernel "$DATA/k9p" --initrd "$GUEST_INITRD" --cmdline "` 
 // synchronous request per read, each with an MSI-X interrupt) makes the
 // most world switches of any step; whether that alone is the cause is
 // not settled. With level 1 on the patched QEMU 10.0.13 (tests/README.md,
-// "A lost interrupt in QEMU's VMRUN") its first attempt passed
-// (2026-12-03 10:35, 24.4 s); it stays off until more runs show a rate.
+// "A lost interrupt in QEMU's VMRUN") both attempts passed (2026-12-03
+// 10:35 and 12:13, 24.4 s and 22.9 s); it stays off until more runs show
+// a rate.
 func TestShareVirtio9PKvmGuestKernel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end scenario: skipped with -short")
