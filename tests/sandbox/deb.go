@@ -8,10 +8,11 @@ import (
 	"path/filepath"
 )
 
-// A download into the artifact cache (Debian's kernel) takes these steps: apt-get download into a temporary directory
-// next to the entry, dpkg -x into its root, the caller's own checks and
-// files, then the metadata, the completion marker, and a rename into
-// place, so that a half-done entry is never taken for a whole one.
+// A download into the artifact cache (Debian's kernel) takes these
+// steps: apt-get download into a temporary directory next to the entry,
+// dpkg -x into its root, the caller's own checks and files, then the
+// metadata, the completion marker, and a rename into place, so that a
+// half-done entry is never taken for a whole one.
 
 // unpackDebs downloads specs ("pkg=version", "pkg/suite") with apt-get,
 // as the system's apt configuration has it, into a new
