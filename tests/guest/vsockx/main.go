@@ -90,6 +90,12 @@ type result struct {
 	err error
 }
 
+// String spells the error out: fmt prints an unexported error field of a
+// struct as a pointer.
+func (r result) String() string {
+	return fmt.Sprintf("{in:%d ok:%v err:%v}", r.in, r.ok, r.err)
+}
+
 // exchange sends the SEND stream while reading the other side's.
 func exchange(c rw, bytesN int64, send uint64, want string) result {
 	var werr error
@@ -286,12 +292,19 @@ func guest(serve bool, port uint32, n int, bytesN int64, send, recv uint64) ([]r
 }
 
 func hostServe(path string, n int, bytesN int64, send, recv uint64) ([]result, error) {
-	want := digest(recv, bytesN)
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, err
 	}
 	defer l.Close()
+	return serve(l, n, bytesN, send, recv)
+}
+
+// serve takes n connections on l, each exchanging streams. PATH exists
+// from bind(2) but refuses connections until listen(2): a caller that
+// must not race the listener listens first and hands it here.
+func serve(l *net.UnixListener, n int, bytesN int64, send, recv uint64) ([]result, error) {
+	want := digest(recv, bytesN)
 	results := make([]result, n)
 	var wg sync.WaitGroup
 	for i := range n {
