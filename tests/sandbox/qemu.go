@@ -17,13 +17,13 @@ import (
 )
 
 // Level 1's QEMU. Debian 12's own QEMU is 7.2, whose TCG emulation of
-// AMD-V delivers some of a level-2 guest's faults to level 1 after the
-// world switch (level 1 dies with the guest's GS base and CR2 loaded;
-// tests/README.md, "Faults of the nested sandbox"). QEMU 10 does that
-// less, but its VMRUN writes the vCPU's interrupt_request without the big
-// lock and so can lose an interrupt that another thread raised, which
-// froze level 1 with the interrupt pending in a halted CPU's APIC
-// (tests/README.md, "A lost interrupt in QEMU's VMRUN"). So on Debian 12
+// Level 1 needs two fixes to QEMU's TCG (tests/README.md, "Faults of the
+// nested sandbox"): every vCPU thread's FXRSTOR or XRSTOR rewrites CPU
+// 0's hflags2 without a lock and so can undo the nested-paging and GIF
+// bits that CPU 0's VMRUN and #VMEXIT have just changed (level-2 triple
+// faults, hangs with level 1's registers in a vCPU, level 1 dying or
+// freezing), and VMRUN writes interrupt_request without the big lock and
+// so can lose an interrupt that another thread raised. So on Debian 12
 // the sandbox runs Debian 13's QEMU built with the patches in qemu/ by
 // qemu/build.sh, once, into the artifact cache; the system's apt
 // configuration and packages stay as they are. Elsewhere it runs the

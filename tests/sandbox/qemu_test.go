@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,6 +61,23 @@ func TestQEMUBuildFiles(t *testing.T) {
 	assert.True(t, strings.HasPrefix(string(script), "#!/bin/bash\n"))
 	patches, err := filepath.Glob(filepath.Join(dir, "*.patch"))
 	require.NoError(t, err)
-	assert.NotEmpty(t, patches, "the build has its patches")
+	var names []string
+	for _, p := range patches {
+		names = append(names, filepath.Base(p))
+	}
+	// Both fixes, and never the debugging patch of qemu/debug/.
+	assert.ElementsMatch(t, []string{"fpu-ignne-hflags2-race.patch", "svm-vmrun-virq-bql.patch"}, names)
 	assert.Equal(t, "/a/b/qemu-system-x86_64", lastLine("QEMU 10\n/a/b/qemu-system-x86_64\n"))
+}
+
+// TestQEMUBuildExtraPatchesDir checks that build.sh refuses an extra
+// patch directory with no patches in it, before it fetches anything.
+func TestQEMUBuildExtraPatchesDir(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, writeQEMUBuild(dir))
+	cmd := exec.Command("bash", filepath.Join(dir, "build.sh"))
+	cmd.Env = append(os.Environ(), "VMM_CACHE="+t.TempDir(), "VMM_QEMU_EXTRA_PATCHES="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	assert.Contains(t, string(out), "build.sh: no patches in")
 }

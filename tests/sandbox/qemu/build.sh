@@ -16,7 +16,15 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 suite=trixie
 cache=${VMM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vmm}/qemu-src
-key=$(cat "$here"/*.patch "$0" | sha256sum | cut -c1-12)
+# VMM_QEMU_EXTRA_PATCHES=DIR applies DIR/*.patch after this directory's,
+# for a debugging build (tests/sandbox/qemu/debug/): a build of its own,
+# keyed by those patches too.
+patches=("$here"/*.patch)
+if [ -n "${VMM_QEMU_EXTRA_PATCHES:-}" ]; then
+	patches+=("$VMM_QEMU_EXTRA_PATCHES"/*.patch)
+	[ -e "${patches[-1]}" ] || { echo "build.sh: no patches in $VMM_QEMU_EXTRA_PATCHES" >&2; exit 1; }
+fi
+key=$(cat "${patches[@]}" "$0" | sha256sum | cut -c1-12)
 mkdir -p "$cache"
 
 # private_apt NAME DIR LINE...: apt options, into the array NAME, for a
@@ -58,7 +66,7 @@ dpkg-deb -x "$tmp"/meson_*.deb "$tmp/meson"
 (cd "$tmp" && apt-get "${apt[@]}" source --download-only "qemu=$version" >&2)
 (cd "$tmp" && tar xf qemu_*.orig.tar.xz)
 src=$(echo "$tmp"/qemu-*/)
-for p in "$here"/*.patch; do
+for p in "${patches[@]}"; do
 	patch -d "$src" -p1 < "$p" >&2
 done
 # Debian's source drops the prebuilt firmware and the Python wheels:
