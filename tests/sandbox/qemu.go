@@ -16,11 +16,11 @@ import (
 	"time"
 )
 
-// Level 1's QEMU. Debian 12's own QEMU is 7.2, whose TCG emulation of
-// Level 1 needs two fixes to QEMU's TCG (tests/README.md, "Faults of the
-// nested sandbox"): every vCPU thread's FXRSTOR or XRSTOR rewrites CPU
-// 0's hflags2 without a lock and so can undo the nested-paging and GIF
-// bits that CPU 0's VMRUN and #VMEXIT have just changed (level-2 triple
+// Level 1's QEMU. Debian 12's own is 7.2, and every QEMU's TCG needs
+// two fixes for level 1 (tests/README.md, "Faults of the nested
+// sandbox"): every vCPU thread's FXRSTOR or XRSTOR rewrites CPU 0's
+// hflags2 without a lock and so can undo the nested-paging and GIF bits
+// that CPU 0's VMRUN and #VMEXIT have just changed (level-2 triple
 // faults, hangs with level 1's registers in a vCPU, level 1 dying or
 // freezing), and VMRUN writes interrupt_request without the big lock and
 // so can lose an interrupt that another thread raised. So on Debian 12
