@@ -385,7 +385,6 @@ echo "@@RESULT name=vsock-snapshot rc=$vrc ms=$(( $(uptime_ms) - vstart )) timed
 rm -rf "$d"
 `
 
-
 // devicesModules are the guest modules the scenarios load themselves
 // (the standard guest initramfs does not carry them).
 var devicesModules = []string{
