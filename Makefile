@@ -55,7 +55,7 @@ boot: deps
 # counts: see tests/README.md (VMM_SOAK_*).
 .PHONY: soak
 soak: deps
-	VMM_SOAK=1 $(GO) test -count=1 -timeout 600m -v -run 'TestSoak' ./tests/
+	VMM_SOAK=1 $(GO) test -count=1 -timeout 900m -v -run 'TestSoak' ./tests/
 
 # prepare also builds, once, the kvm_guest.config kernel of the virtio-pci
 # scenarios (tests/guestkernel, tests/guest/kernel/kvmguest.config): 10 to

@@ -42,8 +42,18 @@ type group struct {
 	err  error
 }
 
-// run boots the group's sandbox once and returns its result.
+// run boots the group's sandbox once and returns its result; a failed
+// sandbox run fails the test.
 func (g *group) run(t *testing.T) *sandbox.Result {
+	t.Helper()
+	res, err := g.result(t)
+	require.NoError(t, err, "sandbox run of group %q", g.name)
+	return res
+}
+
+// result boots the group's sandbox once and returns what it got, even
+// from a run that failed (a soak then still reports each step it ran).
+func (g *group) result(t *testing.T) (*sandbox.Result, error) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end scenario: skipped with -short")
@@ -81,8 +91,7 @@ func (g *group) run(t *testing.T) *sandbox.Result {
 			recordGroup(g.res)
 		}
 	})
-	require.NoError(t, g.err, "sandbox run of group %q", g.name)
-	return g.res
+	return g.res, g.err
 }
 
 func (g *group) runOnce(vmm string, console io.Writer) (*sandbox.Result, error) {
