@@ -86,6 +86,9 @@ t0=$(ms)
 timeout $nt nc 172.30.0.1 5001 < /tmp/in.bin
 t1=$(ms)
 echo "@@GUEST out_ms=$((t1 - t0))"
+# Which CPUs took the NIC's interrupts (per CPU, "/" between): a vCPU
+# that takes none may run for minutes without an exit to vmm.
+echo "@@GUEST net_irqs=$(awk -v n=$(nproc) '/virtio/ { for (i = 2; i <= n + 1; i++) c[i] += $i } END { s = ""; for (i = 2; i <= n + 1; i++) s = s (i > 2 ? "/" : "") c[i] + 0; print s }' /proc/interrupts)"
 `
 
 var netTransferL1 = fmt.Sprintf(`
