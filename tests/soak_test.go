@@ -116,8 +116,9 @@ func TestSoakNetTransfer(t *testing.T) {
 	// checksums. The bound catches a hang, not a slow sandbox: a stalled
 	// upload is stopped within 30 s by the loop's watchdog, and speed is
 	// measured, not asserted. In the sandbox the guest's upload ran at
-	// 0.4 to 1.7 MiB/s (256 MiB in 150 to 700 s), so 2 s per MiB cut off
-	// three steady 2-vCPU iterations (2026-12-04). Each direction in the
+	// 0.4 to 1.7 MiB/s (256 MiB in 150 to 700 s) while the watchdog still
+	// used wc -c, and 2 s per MiB cut off three steady 2-vCPU iterations
+	// (2026-12-04); with stat, 1.6 to 2.4 MiB/s. Each direction in the
 	// guest gives up a minute before the step does.
 	stepTimeout := time.Duration(envInt("VMM_SOAK_NET_STEP_TIMEOUT", 120+4*mib)) * time.Second
 	dirTimeout := int((stepTimeout - time.Minute) / time.Second)
